@@ -1,0 +1,28 @@
+"""Offline data for the course; one optional online loader (MNIST) that never runs by default."""
+
+from karpa_lab.data.digits import DigitsSplits, digits_loaders, load_digits_splits
+from karpa_lab.data.online import DataUnavailableError, load_mnist
+from karpa_lab.data.synthetic import (
+    GaussianMixture2D,
+    random_walk,
+    recall_task,
+    recall_vocab_size,
+    seasonal_series,
+)
+from karpa_lab.data.text import CharTokenizer, TextCorpus, python_source_text
+
+__all__ = [
+    "CharTokenizer",
+    "DataUnavailableError",
+    "DigitsSplits",
+    "GaussianMixture2D",
+    "TextCorpus",
+    "digits_loaders",
+    "load_digits_splits",
+    "load_mnist",
+    "python_source_text",
+    "random_walk",
+    "recall_task",
+    "recall_vocab_size",
+    "seasonal_series",
+]
