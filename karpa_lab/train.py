@@ -417,16 +417,28 @@ class _Reporter:
             print(f"  eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
 
     def draw(self, history: History) -> None:
-        from IPython.display import display
+        """Render the figure to PNG and show it in one display slot, replaced at every update.
+
+        A PNG (not the Figure object) so that it shows in any front end, whether or not pyplot's inline
+        backend was loaded; not a pyplot figure, so the notebook does not also show it a second time.
+        """
+        import io
+
+        from IPython.display import Image, display
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         if self.fig is None:
-            self.fig = Figure(figsize=(11, 3.2))  # not pyplot's: drawn once, updated in place
+            self.fig = Figure(figsize=(11, 3.2))
+            FigureCanvasAgg(self.fig)
         history.draw(self.fig)
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=80)
+        image = Image(data=buffer.getvalue(), format="png")
         if self.handle is None:
-            self.handle = display(self.fig, display_id=True)
+            self.handle = display(image, display_id=True)
         else:
-            self.handle.update(self.fig)
+            self.handle.update(image)
         self.last_draw = time.perf_counter()
 
     def close(self, history: History) -> None:
