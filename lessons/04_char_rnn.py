@@ -1,0 +1,430 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: nbgrader,tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · The char-RNN: an LSTM that writes Python
+#
+# **The question.** Karpathy's char-rnn (2015) read the Linux kernel source one character at a time and
+# learned to write C that looks like C. Can a small LSTM do the same for Python, by reading this Python's
+# own standard library, in well under a minute of one CPU core? And once it has learned, can we find a
+# cell (细胞) inside it that tracks something we understand, such as "inside a string" or "how far into
+# the line"?
+#
+# By the end you can: train a character-level language model (字符级语言模型) with truncated
+# backpropagation through time and a carried hidden state, read its loss in nats and bits per character
+# against an honest baseline, sample from it with a temperature and top-k, measure whether the samples
+# look like Python, and search its cells for interpretable ones, with the comparison that keeps such a
+# search honest.
+
+# %%
+import copy
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import HTML, display
+
+from karpa_lab import by_scale, describe, evaluate, fit, get_device, scale, seed_everything, warmup_cosine
+from karpa_lab.data.text import TextCorpus
+from karpa_lab.models.char_lstm import (
+    CharLSTM,
+    StreamBatches,
+    TruncatedBPTT,
+    char_loss,
+    generate,
+    next_char_probs,
+    window_loss,
+)
+from karpa_lab.models.lstm import lstm_gates_from_torch
+from karpa_lab.widgets.char_rnn import (
+    activation_html,
+    cell_widget,
+    cells_table_html,
+    char_features,
+    correlations,
+    find_cells,
+    gate_saturation,
+    lstm_trace,
+    plot_gate_saturation,
+    temperature_widget,
+    tokenize_share,
+)
+
+device = get_device()
+print(describe(device))
+SEED = 0
+seed_everything(SEED)
+t_lesson = time.process_time()
+
+# %% [markdown]
+# ## 1. The corpus and the number to beat
+#
+# `TextCorpus.python_stdlib` concatenates the standard library's `.py` files in sorted order (tests and
+# vendored code left out, tabs as four spaces, printable ASCII only), each after a `# file: name` line.
+# The first 90% trains, the last 10% validates: whole other files, so the validation loss measures what
+# the model learned about Python, not what it memorised of one file.
+#
+# The baseline is the unigram model (一元模型): predict every character with its frequency $p_c$ in the
+# training text, ignoring all context. Its loss on the validation text is the cross-entropy (交叉熵)
+#
+# $$\mathcal{L}_\text{unigram} = -\frac{1}{N}\sum_{n=1}^{N} \ln p_{x_n}
+#   \quad\text{nats per character},\qquad \text{bits per character} = \mathcal{L} / \ln 2 .$$
+
+# %%
+corpus = TextCorpus.python_stdlib(max_chars=by_scale(small=1_000_000, full=5_000_000))
+V = corpus.vocab_size
+print(f"{len(corpus.train):,} training and {len(corpus.val):,} validation characters, vocabulary V = {V}")
+
+counts = torch.bincount(corpus.train, minlength=V).double() + 1  # add-one: no character has probability 0
+unigram = counts / counts.sum()
+unigram_loss = float(-unigram.log()[corpus.val].mean())
+print(f"unigram baseline on validation: {unigram_loss:.3f} nats/char = {unigram_loss / math.log(2):.3f} bits/char "
+      f"(uniform over V would be ln V = {math.log(V):.3f})")
+assert 2.5 < unigram_loss < math.log(V)
+
+# %% [markdown]
+# ## 2. The model, with shapes
+#
+# For a batch of $B$ text pieces of $T$ characters, vocabulary $V$, embedding size $D$ and $H$ cells:
+#
+# | step | equation | shape |
+# |---|---|---|
+# | embed | $e_t = E[x_t]$ | $E$ (V, D), $e_t$ (B, D) |
+# | LSTM (lesson 03) | $h_t, c_t = \mathrm{LSTM}(e_t, h_{t-1}, c_{t-1})$ | $h_t, c_t$ (B, H) |
+# | logits | $z_t = h_t W^\top + b$ | $W$ (V, H), $z_t$ (B, V) |
+# | loss | $\mathcal{L} = -\frac{1}{BT}\sum_{b,t} \ln \operatorname{softmax}(z_{b,t})_{x_{b,t+1}}$ | scalar, nats/char |
+#
+# The LSTM cell is lesson 03's: gates $i_t, f_t, o_t = \sigma(\cdot)$, candidate $g_t = \tanh(\cdot)$,
+# $c_t = f_t \odot c_{t-1} + i_t \odot g_t$, $h_t = o_t \odot \tanh(c_t)$. `CharLSTM` uses `nn.LSTM` (a
+# fused C++ loop, much faster than a Python one); first we check that it computes exactly the from-scratch
+# cell's numbers, on a float64 copy on the CPU (a GPU may round through TF32 or bf16).
+
+# %%
+hidden = by_scale(small=128, full=512)
+layers = by_scale(small=1, full=2)
+model = CharLSTM(V, hidden_size=hidden, num_layers=layers, embed_dim=64).to(device)
+n_params = sum(p.numel() for p in model.parameters())
+print(f"CharLSTM: {layers} x {hidden} cells, embedding 64, {n_params / 1e6:.3f}M parameters")
+
+check = copy.deepcopy(model).cpu().double()
+x, y = corpus.random_batch("val", 2, 9)
+with torch.no_grad():
+    logits, (h_T, c_T) = check(x)
+    scratch = lstm_gates_from_torch(check.lstm, check.embed(x), layer=layers - 1)  # our cell's replay
+    err = (check.head(scratch["h"].transpose(0, 1)) - logits).abs().max().item()
+print("logits", tuple(logits.shape), "state", tuple(h_T.shape), f"| max |from scratch - nn.LSTM| = {err:.1e}")
+assert logits.shape == (2, 9, V) and h_T.shape == (layers, 2, hidden)
+assert err < 1e-10
+loss0 = char_loss(logits, y).item()
+print(f"loss at initialisation {loss0:.3f} nats/char, ln V = {math.log(V):.3f}")
+assert abs(loss0 - math.log(V)) < 0.1  # a fresh model guesses near-uniformly
+
+# %% [markdown]
+# ## 3. Truncated backpropagation through time, with the state carried
+#
+# The corpus is one long sequence; backpropagating through all of it is impossible. Truncated BPTT
+# (截断的时间反向传播) cuts it into blocks of $T = 64$ characters. There are two ways to do that:
+#
+# - **random windows**: each batch is $B$ windows at random places, each starting from $h_0 = c_0 = 0$.
+#   The model never sees more than 64 characters of context, in training or when it is evaluated.
+# - **contiguous streams**: the training text is cut into $B$ long streams, and batch $k+1$ holds the
+#   next 64 characters of the same streams as batch $k$ (`StreamBatches`). Then the last state of
+#   batch $k$ is the right first state of batch $k+1$:
+#
+# $$ (h_0, c_0)^{(k+1)} = \operatorname{stopgrad}\big((h_T, c_T)^{(k)}\big). $$
+#
+# The *forward* pass sees the whole stream so far, through the state; the *backward* pass stops at the
+# block boundary (`.detach()`, the stop-gradient), so memory and time stay $O(T)$. The model cannot
+# *learn* from gradients longer than $T$ steps, but it uses, and is trained with, a state that summarises
+# everything before. `TruncatedBPTT` is that `step_fn` for `fit` (it keeps a separate state for
+# validation). Two checks: the carried state gives exactly the numbers of one long pass, and no gradient
+# crosses the boundary.
+
+# %%
+emb = check.embed(corpus.val[:40][None]).detach().requires_grad_(True)
+with torch.no_grad():
+    whole = check.head(check.lstm(emb)[0])
+out1, state = check.lstm(emb[:, :20])
+out2, _ = check.lstm(emb[:, 20:], (state[0].detach(), state[1].detach()))  # carried, detached
+carried_err = (torch.cat([check.head(out1), check.head(out2)], 1) - whole).abs().max().item()
+check.head(out2).sum().backward()
+print(f"carried state vs one pass: max difference {carried_err:.1e}")
+print(f"gradient of block 2's output w.r.t. block 1's inputs: {emb.grad[:, :20].abs().max().item():.1f} "
+      f"(w.r.t. its own inputs: {emb.grad[:, 20:].abs().max().item():.2f})")
+assert carried_err < 1e-10 and emb.grad[:, :20].abs().max() == 0 and emb.grad[:, 20:].abs().max() > 0
+
+# %% [markdown]
+# ## 4. Training with `fit`
+#
+# 32 streams, blocks of 64 characters, AdamW with warm-up and cosine decay, gradient clipping at 1.0 (a
+# character model meets rare, surprising characters that make occasional gradient spikes). The learning
+# rate is high for AdamW (2e-2) because the budget is short: measured here at 800 steps, 5e-3 gave 1.35
+# and 2e-2 gave 1.20 nats/char. Validation runs over the *whole* validation text as 32 streams with the
+# state carried, so every validation character is predicted once, with all its context.
+#
+# We budget training in steps, not seconds, so that a busy machine changes the time, not the result.
+
+# %%
+steps = by_scale(small=700, full=6000)
+block, batch = 64, 32
+seed_everything(SEED)
+train_streams = StreamBatches(corpus, "train", batch, block)
+val_streams = StreamBatches(corpus, "val", 32, 128)
+print(f"{len(train_streams)} batches per pass over the training text; {steps} steps "
+      f"= {steps * batch * block / len(corpus.train):.1f} passes")
+t0 = time.process_time()
+history = fit(model, train_streams, steps=steps, step_fn=TruncatedBPTT(),
+              lr=by_scale(small=2e-2, full=2e-3), schedule=warmup_cosine(steps // 20, steps), clip_grad=1.0,
+              val_data=val_streams, eval_every=steps // 4, device=device)
+train_cpu = time.process_time() - t0
+val_loss = history.val_loss[-1]
+history.plot()
+plt.show()
+print(f"{steps} steps in {train_cpu:.1f} s of CPU time ({torch.get_num_threads()} thread(s)); "
+      f"validation {val_loss:.3f} nats/char = {val_loss / math.log(2):.3f} bits/char "
+      f"(unigram {unigram_loss:.3f} nats/char)")
+
+# %% [markdown]
+# **The promised outcome.** Measured here (one thread, `KARPA_SCALE=small`, 700 steps, 23-25 s of CPU
+# time for the training, model seeds 0 and 1): **1.225 and 1.226 nats/char = 1.767 and 1.768
+# bits/char**, against 3.03 nats/char (4.37 bits/char) for the unigram baseline. We assert below 1.30
+# nats/char (a margin of 0.07 for other machines and thread counts) and at least 1.5 nats/char under the
+# unigram baseline. For scale: issue 4
+# measured 1.43-1.45 nats/char for a 0.29M-parameter model after 900 random-window steps of 64
+# characters; the carried state and the higher learning rate let this 0.12M model go lower in fewer steps.
+# A model that learned nothing stays near 3 (or ln V = 4.56 at initialisation); one with a broken state
+# carry or a broken loss does not reach 1.3.
+
+# %%
+assert val_loss < unigram_loss - 1.5, (val_loss, unigram_loss)
+if scale() == "small":  # the threshold measured for this configuration (full scale validates on other files)
+    assert val_loss < 1.30, val_loss
+
+# %% [markdown]
+# How much does the carried state help? The same weights, evaluated on the same validation text with the
+# state reset to zero at every block of 128 characters (what a random-window model always lives with).
+# Measured here: 1.268 and 1.266 nats/char against 1.225 and 1.226 with the state carried.
+
+# %%
+reset_loss = evaluate(model, val_streams, step_fn=lambda m, b: window_loss(m, b[:2]))["loss"]
+print(f"state carried: {val_loss:.3f} nats/char | state reset every 128 characters: {reset_loss:.3f} nats/char")
+assert reset_loss > val_loss
+
+# %% [markdown]
+# ## 5. Sampling: temperature (温度) and top-k
+#
+# To write, feed a prompt, then repeatedly draw the next character from the model's distribution and feed
+# it back. Two knobs reshape the distribution over the logits $z$ (V,):
+#
+# $$p_i(\tau) = \frac{\exp(z_i/\tau)}{\sum_{j\in K}\exp(z_j/\tau)}\ \ (i \in K), \qquad p_i = 0\ \ (i\notin K)$$
+#
+# where $K$ is the set of the $k$ largest logits (top-k sampling, top-k 采样; all $V$ when off). $\tau = 1$
+# is the model itself; $\tau \to 0$ puts all the mass on the arg-max (greedy decoding); $\tau > 1$
+# flattens towards uniform. By hand, against `next_char_probs`:
+
+# %%
+with torch.no_grad():
+    z = model(corpus.encode("    def __init__(self")[None].to(device))[0][0, -1].cpu()
+for tau in (0.5, 1.0, 2.0):
+    by_hand = torch.softmax(z / tau, dim=-1)
+    assert torch.allclose(by_hand, next_char_probs(z, tau), atol=1e-6)
+    top = by_hand.topk(3)
+    entropy = float(-(by_hand * by_hand.clamp_min(1e-30).log()).sum())
+    print(f"tau={tau}: entropy {entropy:.2f} nats; top 3: " +
+          ", ".join(f"{corpus.decode([i])!r} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist())))
+assert torch.equal(next_char_probs(z, 0), torch.nn.functional.one_hot(z.argmax(), V).float())
+
+# %% [markdown]
+# **Does it write Python?** A measurable stand-in: the share of non-blank sampled lines that Python's own
+# `tokenize` module reads without an error (no unclosed bracket or string, no `$`, `?` or stray
+# backslash). It is a weak test line by line (a line of English words tokenizes), so we calibrate it with
+# two references: text drawn from the unigram model (no structure at all) and real held-out code (the
+# ceiling: some real lines fail too, for example the first line of a call split over several lines).
+# We sample 16 streams of 1500 characters at $\tau = 0.7$.
+
+# %%
+g = torch.Generator().manual_seed(0)
+newline = corpus.encode("\n")
+samples = generate(model, newline.repeat(16, 1), 1500, temperature=0.7, generator=g)
+sampled_text = "".join(corpus.decode(row) + "\n" for row in samples)
+unigram_text = corpus.decode(torch.multinomial(unigram.float(), 16 * 1500, replacement=True, generator=g))
+share, n_lines = tokenize_share(sampled_text)
+share_unigram, n_unigram = tokenize_share(unigram_text)
+share_real, n_real = tokenize_share(corpus.decode(corpus.val[: 16 * 1500]))
+print(f"lines that tokenize: LSTM at tau=0.7 {share:.1%} of {n_lines} | unigram {share_unigram:.1%} of {n_unigram}"
+      f" | real held-out code {share_real:.1%} of {n_real}")
+print("\n--- a sample (tau = 0.7) ---\n" + corpus.decode(samples[0, :700]))
+
+# %% [markdown]
+# Measured here (model seeds 0 and 1): 68.8% and 73.6% of the sampled lines tokenize, against 45.8% for
+# unigram text and 80.8% for real held-out code. Each share comes from about 470 lines, a standard error
+# near 2 points. We assert at least 60% (four standard errors under the lower measurement) and at least 15
+# points above the unigram text (measured gaps 23 and 28 points).
+
+# %%
+assert share > 0.60, share
+assert share > share_unigram + 0.15, (share, share_unigram)
+
+# %% [markdown]
+# ### Play: the temperature slider
+#
+# Drag the temperature and top-k (0 = all characters) and watch the readout. Low temperatures give safe,
+# repetitive code (greedy decoding loops on `self.` and `return`); high ones invent identifiers and break
+# brackets. Every setting re-samples with the same seed, so the knob is the only thing that changes.
+
+# %%
+display(temperature_widget(model, corpus, prompt="def ", n=400))
+
+# %% [markdown]
+# The same numbers without the slider, as a table (16 streams of 400 characters per temperature):
+
+# %%
+print(f"{'tau':>5} {'top-k':>6} {'lines':>6} {'tokenize':>9} {'distinct 3-grams':>17}")
+table = {}
+for tau, k in ((0.3, None), (0.7, None), (1.0, None), (1.5, None), (1.5, 10)):
+    rows = generate(model, newline.repeat(16, 1), 400, temperature=tau, top_k=k, generator=torch.Generator().manual_seed(1))
+    text = "".join(corpus.decode(r) + "\n" for r in rows)
+    s, n = tokenize_share(text)
+    grams = {text[i:i + 3] for i in range(len(text) - 2)}
+    table[tau, k] = s
+    print(f"{tau:>5} {str(k or 'all'):>6} {n:>6} {s:>9.1%} {len(grams):>17}")
+assert table[0.7, None] > table[1.5, None]  # hotter samples break more lines
+
+# %% [markdown]
+# ## 6. Looking inside: cells that track something
+#
+# Karpathy, Johnson and Fei-Fei (2015) coloured text by single cell activations and found cells that
+# turn on inside quotes, count the position in a line, or track indentation. We do it systematically: run
+# the trained model over a held-out passage (a file of the validation text, after 500 characters of
+# warm-up so the state is not zero), record every cell state $c_t$ (T, H), compute per character what a
+# reader of Python tracks (`char_features`: inside a string, inside a comment, indentation, column,
+# bracket depth; each the state *after* reading the character), and rank cells by the Pearson
+# correlation $r$ of $c_{t,j}$ with each feature.
+#
+# **The honest comparison.** A random network also has cells that correlate with "column" (any cell
+# that drifts after each newline does). So we run the same search on the same architecture *before*
+# training and call a cell interpretable only when it beats the best untrained cell by a wide margin.
+
+# %%
+val_text = corpus.decode(corpus.val)
+start = val_text.index("\n# file:", 10_000) + 1  # the first file that starts after 10k validation characters
+passage_ids = corpus.val[start:start + 4000]
+passage = corpus.decode(passage_ids)
+features = char_features(passage)
+trace = lstm_trace(model, passage_ids, warmup_ids=corpus.val[start - 500:start])
+seed_everything(0)
+untrained = CharLSTM(V, hidden_size=hidden, num_layers=layers, embed_dim=64).to(device)
+trace0 = lstm_trace(untrained, passage_ids, warmup_ids=corpus.val[start - 500:start])
+ranked = find_cells(trace["c"], features, per_feature=2)
+display(HTML(cells_table_html(ranked)))
+
+best_untrained = {f: float(np.abs(correlations(trace0["c"], v)).max()) for f, v in features.items()}
+gain = {}
+print(f"{'feature':<14}{'best trained cell':>18}{'r':>8}{'best untrained |r|':>20}{'gain':>7}")
+for f in features:
+    row = next(r for r in ranked if r["feature"] == f)
+    gain[f] = abs(row["r"]) - best_untrained[f]
+    print(f"{f:<14}{row['cell']:>18}{row['r']:>+8.3f}{best_untrained[f]:>20.3f}{gain[f]:>+7.3f}")
+found_feature = max(gain, key=gain.get)
+found = next(r for r in ranked if r["feature"] == found_feature)
+print(f"\nfound: cell {found['cell']} tracks {found_feature} (r = {found['r']:+.3f}; "
+      f"best untrained cell |r| = {best_untrained[found_feature]:.3f})")
+
+# %% [markdown]
+# Measured here: the search picks `in_string` for the model of seed 0 (cell 8, r = -0.469, against 0.128
+# for the best untrained cell) and `column` for the model of seed 1 (cell 127, r = +0.904, against
+# 0.457): which cell learns what depends on the seed; that some cell learns something does not. We assert
+# the found cell beats the best untrained one by at least 0.15 in |r| (measured gains 0.34 and 0.45) and
+# has |r| of at least 0.35. Here it is, in red where its $\tanh(c)$ is positive and blue where it is
+# negative. (Seed 0's cell 8 is also the best `column` cell, r = -0.61: it saturates at the start of each
+# line of code and fades inside docstrings. Real cells mix features; the correlation names the strongest.)
+
+# %%
+assert gain[found_feature] > 0.15 and abs(found["r"]) > 0.35, (found, gain)
+show = 900
+display(HTML(activation_html(passage[:show], np.tanh(trace["c"][:show, found["cell"]]))))
+
+# %% [markdown]
+# ### Play: pick a cell
+#
+# The drop-down lists the ranked cells first, then all of them; the readout gives the chosen cell's
+# correlation with every feature. Look for cells that switch at quotes, at `#`, at newlines, or that
+# ramp up along a line.
+
+# %%
+display(cell_widget(passage[:show], trace["c"][:show], {f: v[:show] for f, v in features.items()}, ranked))
+
+# %% [markdown]
+# ## 7. Gate saturation (门饱和)
+#
+# The second picture of Karpathy et al.: for every cell, the fraction of time its gate is almost closed
+# ($< 0.1$) against almost open ($> 0.9$). A point near the top-left is a gate that is nearly always open;
+# a forget gate (遗忘门) there is an integrator that keeps its memory for long stretches. An untrained
+# network (grey) sits at the origin: its gates hover around 0.5 and never saturate.
+
+# %%
+saturation, saturation0 = gate_saturation(trace), gate_saturation(trace0)
+display(plot_gate_saturation(saturation, saturation0))
+for k in "ifo":
+    print(f"{k} gate: saturated {saturation[k].sum(0).mean():.0%} of the time on average "
+          f"(untrained {saturation0[k].sum(0).mean():.0%}); right-saturated > 50% of the time: "
+          f"{(saturation[k][1] > 0.5).sum()} of {hidden} cells")
+
+# %% [markdown]
+# Measured here: the trained forget gates are saturated (below 0.1 or above 0.9) 82% and 83% of the time
+# (model seeds 0 and 1), the untrained ones never. We assert more than 50% for the trained forget gate and less than 5% for the
+# untrained one.
+
+# %%
+assert saturation["f"].sum(0).mean() > 0.5 and saturation0["f"].sum(0).mean() < 0.05
+print(f"whole lesson so far: {time.process_time() - t_lesson:.1f} s of CPU time")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Predict, then run.** Set the temperature slider to 0. What will greedy decoding do after a few
+#    lines, and why can it never leave a loop once it enters one? Then try top-k = 1 at temperature 1:
+#    same text or not?
+# 2. **Windows against streams.** Retrain with random windows: `fit(model, corpus.batch_fn("train", 32, 64),
+#    step_fn=window_loss, ...)` with the same steps and learning rate. Evaluate both ways (state carried and
+#    reset, as in section 4). Which gap is larger, and what does that say about what the model learned to
+#    keep in its state?
+# 3. **Bigger or longer?** At a fixed CPU time (measure it), compare 1 x 128 cells for 700 steps with 1 x 224
+#    for about 400 steps. Predict which has the lower validation loss before you run it.
+# 4. **A feature of your own.** Add a feature to `char_features` (for example "inside a docstring", "the
+#    line starts with `def`", or "characters since the last `(`") and search for a cell that tracks it.
+#    Is the best cell better than the best untrained one?
+# 5. **Implement nucleus (top-p) sampling.** Keep the smallest set of characters whose probabilities sum
+#    to at least $p$ and renormalise. Add it next to `next_char_probs` and compare the tokenize share at
+#    $p = 0.9$ with top-k = 10 at the same temperature.
+#
+# ## Summary
+#
+# - A character-level LSTM predicts the next character; its validation loss in nats per character (bits =
+#   nats / ln 2) is read against the unigram baseline (3.03 nats/char here).
+# - Truncated BPTT over contiguous streams carries $(h, c)$ across batches, detached: the forward pass sees
+#   the whole past, the backward pass only $T$ steps. Here 700 steps on one CPU core reached about 1.23
+#   nats/char (1.77 bits/char); resetting the state every 128 characters costs 0.04 nats/char.
+# - Temperature and top-k trade diversity for correctness; about 70% of sampled lines tokenize at
+#   $\tau = 0.7$, against 46% for unigram text and 81% for real code.
+# - Some cells track interpretable things (quotes, line position), which only means something next to what
+#   an untrained network shows; trained gates saturate, untrained ones do not.
+#
+# **Next:** lesson 05 uses an LSTM for forecasting, where the honest baseline is the whole story; lesson 09
+# races this `CharLSTM` against a small GPT on the same corpus.
