@@ -30,9 +30,13 @@ from torch import nn
 LSTM_GATES = ("i", "f", "g", "o")
 
 
-def _check_step(name: str, x: torch.Tensor, h: torch.Tensor, input_size: int, hidden_size: int) -> None:
+def _check_input(name: str, x: torch.Tensor, input_size: int) -> None:
     if x.dim() != 2 or x.shape[1] != input_size:
         raise ValueError(f"{name}: input x must be (batch, {input_size}), got {tuple(x.shape)}")
+
+
+def _check_step(name: str, x: torch.Tensor, h: torch.Tensor, input_size: int, hidden_size: int) -> None:
+    _check_input(name, x, input_size)
     if h.shape != (x.shape[0], hidden_size):
         raise ValueError(f"{name}: hidden state must be (batch={x.shape[0]}, {hidden_size}), got {tuple(h.shape)}")
 
@@ -74,6 +78,7 @@ class LSTMCell(nn.Module):
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None, return_gates: bool = False
     ):
         """``x`` (B, D) and optional ``(h, c)`` (B, H) each -> ``(h, c)``, plus the gates when asked."""
+        _check_input("LSTMCell", x, self.input_size)
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
@@ -128,12 +133,23 @@ def lstm_gates_from_torch(
     """
     if lstm.bidirectional or lstm.proj_size:
         raise ValueError("lstm_gates_from_torch supports uni-directional LSTMs without projections")
+    if not 0 <= layer < lstm.num_layers:
+        raise ValueError(f"lstm_gates_from_torch: layer must be in [0, {lstm.num_layers}), got {layer}")
+    if x.dim() != 3 or x.shape[2] != lstm.input_size:
+        layout = "batch, time" if lstm.batch_first else "time, batch"
+        raise ValueError(f"lstm_gates_from_torch: x must be ({layout}, {lstm.input_size}), got {tuple(x.shape)}")
+    batch = x.shape[0] if lstm.batch_first else x.shape[1]
+    if state is not None and any(s.shape != (lstm.num_layers, batch, lstm.hidden_size) for s in state):
+        raise ValueError(
+            f"lstm_gates_from_torch: h_0 and c_0 must each be (num_layers={lstm.num_layers}, batch={batch}, "
+            f"{lstm.hidden_size}), got {tuple(state[0].shape)} and {tuple(state[1].shape)}"
+        )
     with torch.no_grad():
         seq = x.transpose(0, 1) if lstm.batch_first else x
-        if layer > 0:
-            below = nn.LSTM(lstm.input_size, lstm.hidden_size, layer).to(seq)
+        if layer > 0:  # the layers below, with their biases (or none) and their initial states
+            below = nn.LSTM(lstm.input_size, lstm.hidden_size, layer, bias=lstm.bias).to(seq)
             below.load_state_dict({k: v for k, v in lstm.state_dict().items() if int(k.rsplit("_l", 1)[1]) < layer})
-            seq, _ = below(seq)
+            seq, _ = below(seq, None if state is None else (state[0][:layer], state[1][:layer]))
         cell = LSTMCell(seq.shape[2], lstm.hidden_size, bias=lstm.bias).to(seq)
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
             getattr(cell, name).copy_(getattr(lstm, f"{name}_l{layer}"))
@@ -141,6 +157,36 @@ def lstm_gates_from_torch(
             state = (state[0][layer], state[1][layer])
         outputs, _, record = lstm_sequence(cell, seq, state)
     return {**record, "h": outputs}
+
+
+def chrono_init_(
+    module: nn.LSTM | nn.LSTMCell | LSTMCell, t_max: int, generator: torch.Generator | None = None
+) -> None:
+    r"""Chrono initialisation (Tallec & Ollivier 2018) of an LSTM's gate biases, in place.
+
+    With x_t = 0 and h_{t-1} = 0 a unit keeps f = sigmoid(b_f) of its cell per step, so a memory
+    lasts about tau = 1 / (1 - f) = 1 + e^{b_f} steps. Chrono draws tau uniformly in [2, t_max] per unit:
+
+        b_f = log(u),  u ~ U[1, t_max - 1]        b_i = -b_f
+
+    (in ``bias_ih``; the i and f parts of ``bias_hh`` set to 0), so the units span the time scales of a
+    task whose dependencies reach ``t_max`` steps back, and a unit that remembers long writes little.
+    PyTorch's default, b ~ U[-1/sqrt(H), 1/sqrt(H)], gives f ~ 0.5: a memory of about two steps.
+    Every layer of an ``nn.LSTM`` is set.
+    """
+    if t_max < 2:
+        raise ValueError(f"chrono_init_: t_max must be >= 2 (the longest dependency, in steps), got {t_max}")
+    suffixes = [f"_l{k}" for k in range(module.num_layers)] if isinstance(module, nn.LSTM) else [""]
+    biases = [(getattr(module, "bias_ih" + sfx, None), getattr(module, "bias_hh" + sfx, None)) for sfx in suffixes]
+    if any(b is None for pair in biases for b in pair):
+        raise ValueError("chrono_init_ sets gate biases: the LSTM must have bias=True")
+    H = module.hidden_size
+    with torch.no_grad():
+        for b_ih, b_hh in biases:
+            b_f = torch.empty(H, dtype=torch.float64).uniform_(1, t_max - 1, generator=generator).log()
+            b_ih[H:2 * H] = b_f.to(b_ih)
+            b_ih[:H] = -b_f.to(b_ih)
+            b_hh[:2 * H] = 0
 
 
 class GRUCell(nn.Module):
@@ -159,6 +205,7 @@ class GRUCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None, return_gates: bool = False):
         """``x`` (B, D), ``h`` (B, H) -> ``h_t`` (B, H), plus ``{"r", "z", "n"}`` when asked."""
+        _check_input("GRUCell", x, self.input_size)
         if h is None:
             h = x.new_zeros(x.shape[0], self.hidden_size)
         _check_step("GRUCell", x, h, self.input_size, self.hidden_size)
@@ -175,10 +222,11 @@ class GRUCell(nn.Module):
         return (h_next, {"r": r, "z": z, "n": n}) if return_gates else h_next
 
     @classmethod
-    def from_torch(cls, ref: nn.GRUCell) -> GRUCell:
-        """A copy of a PyTorch ``GRUCell`` with the same weights."""
-        cell = cls(ref.input_size, ref.hidden_size, bias=ref.bias).to(ref.weight_ih)
+    def from_torch(cls, ref: nn.GRUCell | nn.GRU) -> GRUCell:
+        """A copy of a PyTorch ``GRUCell`` (or the first layer of a ``GRU``) with the same weights."""
+        suffix = "" if isinstance(ref, nn.GRUCell) else "_l0"
+        cell = cls(ref.input_size, ref.hidden_size, bias=ref.bias).to(getattr(ref, "weight_ih" + suffix))
         with torch.no_grad():
             for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if ref.bias else ()):
-                getattr(cell, name).copy_(getattr(ref, name))
+                getattr(cell, name).copy_(getattr(ref, name + suffix))
         return cell

@@ -15,7 +15,7 @@ tests)::
 
     VBox(class "karpa-attn")
     |-- HBox: Dropdown "layer", Dropdown "head", IntSlider "query"
-    |-- Output (the figure, redrawn in place with clear_output(wait=True))
+    |-- Output (the figure as a PNG, redrawn in place by ``show_figure``)
     `-- HTML (class "karpa-attn-readout"), whose markup is
           <div class="karpa-attn-readout">
             <span class="karpa-attn-where">layer 0, head 1, query 12 'x'</span>
@@ -34,6 +34,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from karpa_lab.widgets import serialized, show_figure
 
 VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥"}
 
@@ -159,7 +161,6 @@ def attention_widget(weights: Any, tokens: str | list[str] | None = None, k: int
     ``query``, clipped into range); the figure and the readout follow (structure in the module
     docstring). ``tokens``: the sequence (queries and keys of self-attention). Returns the ``ipywidgets.VBox``."""
     import ipywidgets as W
-    from IPython.display import display
     from matplotlib.figure import Figure
 
     w = as_stack(weights)
@@ -174,12 +175,11 @@ def attention_widget(weights: Any, tokens: str | list[str] | None = None, k: int
     readout.add_class("karpa-attn-readout")
     fig = Figure(figsize=(11, 3.6), layout="constrained")
 
+    @serialized
     def redraw(_=None) -> None:
         attention_figure(w, tokens, layer.value, head.value, query.value, fig=fig)
         readout.value = readout_html(select(w, layer.value, head.value, query.value), tokens, k)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        show_figure(out, fig)
 
     for control in (layer, head, query):
         control.observe(redraw, names="value")

@@ -37,6 +37,7 @@ import torch
 from karpa_lab.data.text import TextCorpus
 from karpa_lab.models.char_lstm import CharLSTM, generate
 from karpa_lab.models.lstm import lstm_gates_from_torch
+from karpa_lab.widgets import serialized
 
 FEATURES = ("in_string", "in_comment", "indent", "column", "bracket_depth")
 READOUT_CLASS = "karpa-charrnn-readout"
@@ -290,6 +291,7 @@ def temperature_widget(model: CharLSTM, corpus: TextCorpus, prompt: str = "def "
     readout = W.HTML().add_class(READOUT_CLASS)
     sample = W.HTML().add_class(SAMPLE_CLASS)
 
+    @serialized
     def redraw(_=None) -> None:
         k = top_k.value or None
         text = sample_text(model, corpus, prompt, n, temperature.value, k, seed)
@@ -321,6 +323,7 @@ def cell_widget(text: str, acts: np.ndarray, features: dict[str, np.ndarray], ra
     readout = W.HTML().add_class(READOUT_CLASS)
     coloured = W.HTML().add_class(CELL_CLASS)
 
+    @serialized
     def redraw(_=None) -> None:
         cell = picker.value
         readout.value = html.escape(cell_readout(cell, acts, features))

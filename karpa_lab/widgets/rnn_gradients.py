@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from karpa_lab.models.rnn import gradient_norms_by_lag
+from karpa_lab.widgets import serialized, show_figure
 
 RADIUS_RANGE = (0.1, 2.0)
 STEPS_RANGE = (2, 200)
@@ -100,8 +101,7 @@ def radius_widget(radius: float = 1.0, steps: int = 50, input_scale: float = 0.0
     """Sliders for the spectral radius, the sequence length and the input scale; the figure and an
     ``ipywidgets.HTML`` readout of the ratio ||dL/dh_1|| / ||dL/dh_T|| update as they move."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    from matplotlib.figure import Figure
 
     radius_slider = w.FloatSlider(value=radius, min=RADIUS_RANGE[0], max=RADIUS_RANGE[1], step=0.01,
                                   description="rho(W_hh)", continuous_update=False)
@@ -111,16 +111,16 @@ def radius_widget(radius: float = 1.0, steps: int = 50, input_scale: float = 0.0
                                  step=0.05, description="input scale", continuous_update=False)
     text = w.HTML()
     out = w.Output()
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot()
 
+    @serialized
     def redraw(_=None) -> None:
         profile = gradient_profile(radius_slider.value, steps_slider.value, scale_slider.value)
         text.value = readout(profile)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6.5, 3.6))
-            draw_profiles([profile], ax=ax)
-            display(fig)
-            plt.close(fig)
+        ax.clear()
+        draw_profiles([profile], ax=ax)
+        show_figure(out, fig)
 
     for s in (radius_slider, steps_slider, scale_slider):
         s.observe(redraw, names="value")
