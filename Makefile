@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)-v1
 EXTRAS := lab,test,grading,nas,browser
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
-NOTEBOOKS := $(sort $(wildcard lessons/[0-9]*.ipynb))
+NOTEBOOKS := $(sort $(wildcard lessons/[0-9]*.ipynb labs/[0-9]*/[0-9]*.ipynb))
 PAIRS := $(sort $(wildcard lessons/[0-9]*.py labs/*/[0-9]*.py))
 
-.PHONY: setup lab test unit notebooks lint sync execute bench help
+.PHONY: setup lab test unit notebooks lint sync execute bench release autograde screenshots help
 
 help:
 	@echo "make lab      set up (first time) and open JupyterLab on the course"
@@ -18,6 +18,9 @@ help:
 	@echo "make sync     jupytext --sync every paired notebook (after editing a .py)"
 	@echo "make execute  re-run every lesson notebook in place so the .ipynb carries fresh outputs"
 	@echo "make bench    measure fit()'s overhead against a hand-written loop"
+	@echo "make release  generate the student versions of every lab into release/ (nbgrader)"
+	@echo "make autograde SUBMISSIONS=dir   grade submissions (dir/<student>/<lab>/<lab>.ipynb) into grading/grades.csv"
+	@echo "make screenshots  PNGs of the widgets after a slider move, into docs/img/ (needs chromium)"
 
 setup: $(STAMP)
 
@@ -36,10 +39,13 @@ lab: setup
 		--ip=$${KARPA_LAB_IP:-127.0.0.1} $(ROOT_FLAG) $(JUPYTER_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check karpa_lab tests benchmarks lessons
+	$(VENV)/bin/ruff check karpa_lab tests benchmarks lessons labs tools
 
+# Unit tests, the notebook pairs, the lab pipeline (nbgrader) and the widgets in headless Chromium
+# (tests/browser: skipped with the reason when chromium is missing, an error with KARPA_REQUIRE_BROWSER=1).
+# One thread per process: two workers each running torch on two threads of a 2-core machine run at half speed.
 unit: setup
-	$(VENV)/bin/pytest -q -n 2 tests
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(VENV)/bin/pytest -q -n 2 tests
 
 # One notebook per worker, two workers; each kernel gets one thread so two lessons share the two cores.
 notebooks: setup
@@ -60,3 +66,16 @@ execute: setup
 
 bench: setup
 	$(PY) benchmarks/fit_overhead.py
+
+release: setup
+	$(PY) -m karpa_lab.testing.labs release --out release
+
+SUBMISSIONS ?= submitted
+COURSE ?= grading
+autograde: setup
+	@test -d "$(SUBMISSIONS)" || { echo "make autograde: no folder '$(SUBMISSIONS)'. Put each student's notebook at"; \
+		echo "  $(SUBMISSIONS)/<student>/<lab>/<lab>.ipynb  (or: make autograde SUBMISSIONS=path/to/submitted)"; exit 2; }
+	$(PY) -m karpa_lab.testing.labs autograde "$(SUBMISSIONS)" --course "$(COURSE)" $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+screenshots: setup
+	$(PY) tools/screenshots.py

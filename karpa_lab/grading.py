@@ -1,0 +1,718 @@
+r"""Friendly checks for the labs: run them yourself, then read what they say.
+
+Each check prints one line starting with ``✓`` when your code is right, or raises an ``AssertionError``
+whose message says what is wrong in the lab's own terms: which tensor, which shape (and what each axis
+means), how far off and where, and, for the LSTM, which gate. The checks never return a value, because
+in a graded notebook cell a returned number would be read by nbgrader as a partial score.
+
+    from karpa_lab.grading import check_close, check_lstm_cell
+    check_close("h_next", h_next, expected, atol=1e-6, dims="(batch, hidden)")
+    check_lstm_cell(lstm_cell)      # your function against nn.LSTMCell, gate by gate
+
+The teacher's hidden tests use the same ideas on inputs you do not see.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for size in reversed(shape):
+        out.append(flat % size)
+        flat //= size
+    return tuple(reversed(out))
+
+
+def check_tensor(name: str, actual, shape: Iterable[int], dims: str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+    """Raise unless ``actual`` is a tensor of ``shape`` (and ``dtype``); ``dims`` names the axes for the message."""
+    shape = tuple(shape)
+    meaning = f" = {dims}" if dims else ""
+    if not isinstance(actual, torch.Tensor):
+        hint = " (did you forget a `return`?)" if actual is None else ""
+        raise AssertionError(f"{name} should be a torch.Tensor of shape {shape}{meaning}, "
+                             f"got {type(actual).__name__}{hint}")
+    got = tuple(actual.shape)
+    if got != shape:
+        if sorted(got) == sorted(shape):
+            hint = ": the right sizes in the wrong order (a transpose, or time and batch swapped?)"
+        elif math.prod(got) == math.prod(shape):
+            hint = ": the right number of entries, so look at your reshape/view"
+        elif len(got) != len(shape):
+            hint = f": {len(got)} axes instead of {len(shape)}"
+        else:
+            hint = ""
+        raise AssertionError(f"{name} has shape {got} but should have shape {shape}{meaning}{hint}")
+    if dtype is not None and actual.dtype != dtype:
+        raise AssertionError(f"{name} has dtype {actual.dtype} but the inputs are {dtype}: make new tensors "
+                             "like the inputs, e.g. x.new_zeros(...) or torch.zeros(..., dtype=x.dtype)")
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute difference, in float64 (inf when either side has a NaN the other lacks)."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    if a.numel() == 0:
+        return 0.0
+    err = (a - e).abs()
+    err[torch.isnan(a) & torch.isnan(e)] = 0.0
+    return float(err.nan_to_num(nan=math.inf).max())
+
+
+def _tolerance(atol: float, rtol: float) -> str:
+    if not rtol:
+        return f"{atol:g}"
+    return f"{rtol:g} × |expected|" if not atol else f"{atol:g} + {rtol:g} × |expected|"
+
+
+def _mismatch(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> str | None:
+    """None when close; otherwise one line saying how far off, where, and how many entries."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    nan = torch.isnan(a) & ~torch.isnan(e)
+    if nan.any():
+        where = _index(int(nan.flatten().nonzero()[0]), tuple(a.shape))
+        return (f"{name} has NaN at index {where} (expected {float(e[where]):.6g}): an overflow, "
+                "e.g. exp of a large number, or 0/0")
+    err = (a - e).abs().nan_to_num(nan=0.0, posinf=math.inf)
+    excess = err - (atol + rtol * e.abs().nan_to_num(nan=0.0))
+    if a.numel() == 0 or float(excess.max()) <= 0:
+        return None
+    where = _index(int(excess.flatten().argmax()), tuple(a.shape))
+    n_bad = int((excess > 0).sum())
+    line = (f"{name} is off by up to {float(err.max()):.3g}; at index {where} yours is {float(a[where]):.6g}, "
+            f"expected {float(e[where]):.6g} (tolerance {_tolerance(atol, rtol)}); "
+            f"{n_bad} of {a.numel()} entries are outside it")
+    if float((a + e).abs().max()) <= atol + rtol * float(e.abs().max()):
+        line += ". It is the expected value with the sign flipped"
+    return line
+
+
+def check_close(name: str, actual, expected, atol: float = 1e-6, rtol: float = 0.0, dims: str | None = None) -> None:
+    """Raise unless ``actual`` has ``expected``'s shape and every entry is within ``atol + rtol * |expected|``.
+
+    The message names the tensor, its shape (with ``dims``, e.g. ``"(batch, hidden)"``), the largest error,
+    where it is (yours against the expected value) and how many entries are off.
+    """
+    expected = torch.as_tensor(expected)
+    check_tensor(name, actual, expected.shape, dims=dims)
+    problem = _mismatch(name, actual, expected, atol, rtol)
+    if problem:
+        raise AssertionError(problem)
+    print(f"✓ {name} matches (max abs error {max_error(actual, expected):.1e}, tolerance {_tolerance(atol, rtol)})")
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+def check_no_calls(fn: Callable, forbidden: Iterable[str], why: str) -> None:
+    """Raise if the body of ``fn`` (nested functions included) names any of ``forbidden``."""
+    used = sorted(set(forbidden) & _code_names(fn.__code__))
+    if used:
+        raise AssertionError(f"{fn.__name__} uses {', '.join(used)}: {why}")
+
+
+def _call(fn: Callable, what: str, *args):
+    """Call the learner's ``fn``; turn an unexpected error into one that says what the inputs were."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as err:
+        raise AssertionError(f"{fn.__name__} raised {type(err).__name__}: {err}\n  called with {what}") from err
+
+
+# ---------------------------------------------------------------- LSTM (lab 01)
+
+LSTM_GATES = ("i", "f", "g", "o")
+_SHUT, _OPEN = -40.0, 40.0  # a pre-activation bias (in each of b_ih and b_hh) that pins σ or tanh at 0/-1 or 1
+_FORBIDDEN_LSTM = ("LSTMCell", "LSTM", "lstm_step", "lstm_sequence", "_VF", "karpa_lab")
+
+
+def random_lstm_cell(input_size: int, hidden_size: int, seed: int = 0, bias: bool = True,
+                     dtype: torch.dtype = torch.float64) -> nn.LSTMCell:
+    """An ``nn.LSTMCell`` with weights uniform in [-1, 1] from ``seed`` (large enough that every gate matters)."""
+    gen = torch.Generator().manual_seed(seed)
+    cell = nn.LSTMCell(input_size, hidden_size, bias=bias).to(dtype)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen, dtype=dtype) * 2 - 1)
+    return cell
+
+
+def _params(cell: nn.LSTMCell | nn.LSTM) -> tuple:
+    sfx = "" if isinstance(cell, nn.LSTMCell) else "_l0"
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return tuple(getattr(cell, n + sfx, None) for n in names)
+
+
+def _pin_gates(ref: nn.LSTMCell, pinned: dict[str, float]) -> nn.LSTMCell:
+    """A copy of ``ref`` where each gate in ``pinned`` has zero weights and a huge bias: σ/tanh saturate."""
+    cell = copy.deepcopy(ref)
+    H = cell.hidden_size
+    with torch.no_grad():
+        for gate, value in pinned.items():
+            rows = slice(LSTM_GATES.index(gate) * H, (LSTM_GATES.index(gate) + 1) * H)
+            for p in (cell.weight_ih, cell.weight_hh):
+                p[rows] = 0.0
+            for p in (cell.bias_ih, cell.bias_hh):
+                p[rows] = value
+    return cell
+
+
+def _shapes(x, h, c, cell) -> str:
+    w_ih, w_hh = _params(cell)[:2]
+    return (f"x {tuple(x.shape)}, h {tuple(h.shape)}, c {tuple(c.shape)}, "
+            f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}")
+
+
+def _run_cell(fn: Callable, cell: nn.LSTMCell, x, h, c):
+    """The learner's output and nn.LSTMCell's on the same inputs (the inputs are passed as copies)."""
+    out = _call(fn, _shapes(x, h, c, cell), x.clone(), h.clone(), c.clone(),
+                *(p.detach() if p is not None else None for p in _params(cell)))
+    with torch.no_grad():
+        ref = cell(x, (h, c))
+    return out, ref
+
+
+# Each diagnosis pins some gates so that one unknown is left in c_t (or in h_t for the output gate).
+_GATE_TESTS = (
+    ("f", "forget gate f", {"i": _SHUT}, 1, "with the input gate shut (i = 0), c_t must be f ⊙ c_{t-1}"),
+    ("i", "input gate i", {"f": _SHUT, "g": _OPEN}, 1, "with f = 0 and g = 1, c_t must be i"),
+    ("g", "candidate g", {"f": _SHUT, "i": _OPEN}, 1, "with f = 0 and i = 1, c_t must be g = tanh(a_g) (tanh, not σ)"),
+    ("o", "output gate o", {"f": _SHUT, "i": _OPEN, "g": _OPEN}, 0,
+     "with c_t = 1, h_t must be o ⊙ tanh(1): h_t = o ⊙ tanh(c_t)"),
+)
+
+
+def _gate_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+    H = ref.hidden_size
+    lines = []
+    for gate, title, pinned, which, rule in _GATE_TESTS:
+        (out, expected) = _run_cell(fn, _pin_gates(ref, pinned), x, h, c)
+        k = LSTM_GATES.index(gate)
+        err = max_error(out[which], expected[which])
+        rows = f"rows {k * H}:{(k + 1) * H} (block {k} of [i, f, g, o]) of the pre-activations"
+        if err <= atol:
+            lines.append(f"  ✓ {title}")
+            continue
+        lines.append(f"  ✗ {title}: {rule}; off by {err:.3g}. {gate} uses {rows}")
+        if gate == "f":
+            lines.append("  (the other gates are tested with f pinned at 0, so fix f first)")
+            break
+    if sum(line.startswith("  ✗") for line in lines) >= 2:
+        lines.append("  Several gates wrong at once: check the order of the four blocks, PyTorch stacks [i, f, g, o].")
+    return lines
+
+
+def _term_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+    """When every gate passes alone, find the term that breaks the full step: the biases, x or h."""
+    no_bias = copy.deepcopy(ref)
+    with torch.no_grad():
+        no_bias.bias_ih.zero_()
+        no_bias.bias_hh.zero_()
+    trials = (
+        (no_bias, x, h, "with both biases at zero: add b_ih and b_hh (each (4H,)) to the pre-activations"),
+        (ref, x, torch.zeros_like(h), "with h_{t-1} = 0: look at the recurrent term h_{t-1} (B, H) @ W_hh.T (H, 4H)"),
+        (ref, torch.zeros_like(x), h, "with x_t = 0: look at the input term x_t (B, D) @ W_ih.T (D, 4H)"),
+    )
+    for cell, xx, hh, hint in trials:
+        out, expected = _run_cell(fn, cell, xx, hh, c)
+        if max(max_error(out[0], expected[0]), max_error(out[1], expected[1])) <= atol:
+            return [f"  Every gate is right {hint}."]
+    return []
+
+
+def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, batch: int = 3,
+                    seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh) -> (h_next, c_next)`` with ``nn.LSTMCell``.
+
+    Float64 inputs x (B, D), h and c (B, H); weights in PyTorch's layout, gates stacked [i, f, g, o].
+    On a mismatch the message names the tensor and, by pinning the other gates open or shut so that one
+    gate alone decides c_t (or h_t), which gate is wrong; then which term (biases, x or h) if none is.
+    """
+    check_no_calls(fn, _FORBIDDEN_LSTM, "this lab asks you to write the gate equations yourself")
+    B, D, H = batch, input_size, hidden_size
+    ref = random_lstm_cell(D, H, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x, h, c = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (D, H, H))
+    copies = (x.clone(), h.clone(), c.clone())
+    out = _call(fn, _shapes(x, h, c, ref), x, h, c, *(p.detach() for p in _params(ref)))
+    if any(not torch.equal(a, b) for a, b in zip((x, h, c), copies)):
+        raise AssertionError(f"{fn.__name__} changed its inputs in place (e.g. c *= f or c.mul_(f)): "
+                             "compute c_next and h_next as new tensors")
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise AssertionError(f"{fn.__name__} should return a pair (h_next, c_next), got {type(out).__name__}"
+                             + (f" of length {len(out)}" if isinstance(out, tuple | list) else ""))
+    for name, value in zip(("h_next", "c_next"), out):
+        check_tensor(name, value, (B, H), dims="(batch, hidden_size)", dtype=torch.float64)
+    with torch.no_grad():
+        expected = ref(x, (h, c))
+    problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("h_next", "c_next"), out, expected)) if p]
+    if not problems:
+        err = max(max_error(a, e) for a, e in zip(out, expected))
+        print(f"✓ {fn.__name__} matches nn.LSTMCell (B={B}, D={D}, H={H}; max abs error {err:.1e})")
+        return
+    report = [f"{fn.__name__} does not match nn.LSTMCell (B={B}, D={D}, H={H}, float64):"]
+    report += [f"  {p}" for p in problems]
+    term = _term_report(fn, ref, x, h, c, atol)
+    if term:
+        report += term
+    else:
+        report.append("Which gate? Pinning the other gates open or shut to test one at a time:")
+        report += _gate_report(fn, ref, x, h, c, atol)
+    raise AssertionError("\n".join(report))
+
+
+def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4, batch: int = 2, steps: int = 6,
+                        seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, state, weight_ih, weight_hh, bias_ih, bias_hh) -> (outputs, (h_T, c_T))`` with ``nn.LSTM``.
+
+    x is (T, B, D), time first; ``state`` is None (zeros) or ``(h_0, c_0)`` each (B, H); outputs is (T, B, H).
+    On a mismatch the message says at which time step your outputs first go wrong, and what that suggests.
+    """
+    check_no_calls(fn, _FORBIDDEN_LSTM, "run your own lstm_cell over time, step by step")
+    T, B, D, H = steps, batch, input_size, hidden_size
+    cell = random_lstm_cell(D, H, seed)
+    ref = nn.LSTM(D, H).double()
+    with torch.no_grad():
+        for name, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), _params(cell)):
+            getattr(ref, name + "_l0").copy_(p)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(T, B, D, generator=gen, dtype=torch.float64)
+    h0, c0 = (torch.randn(B, H, generator=gen, dtype=torch.float64) for _ in range(2))
+    for state, label in ((None, "state=None"), ((h0, c0), "a given (h_0, c_0)")):
+        what = f"x {tuple(x.shape)} = (time, batch, input_size) and {label}"
+        out = _call(fn, what, x.clone(), None if state is None else (h0.clone(), c0.clone()),
+                    *(p.detach() for p in _params(cell)))
+        if not isinstance(out, tuple | list) or len(out) != 2 or not isinstance(out[1], tuple | list) \
+                or len(out[1]) != 2:
+            raise AssertionError(f"{fn.__name__} should return (outputs, (h_T, c_T)), got {type(out).__name__}")
+        outputs, (h_T, c_T) = out
+        check_tensor("outputs", outputs, (T, B, H), dims="(time, batch, hidden_size)", dtype=torch.float64)
+        check_tensor("h_T", h_T, (B, H), dims="(batch, hidden_size)")
+        check_tensor("c_T", c_T, (B, H), dims="(batch, hidden_size)")
+        with torch.no_grad():
+            exp_out, (exp_h, exp_c) = ref(x, None if state is None else (h0[None], c0[None]))
+        bad = [t for t in range(T) if max_error(outputs[t], exp_out[t]) > atol]
+        if bad:
+            t = bad[0]
+            head = f"{fn.__name__} does not match nn.LSTM (T={T}, B={B}, D={D}, H={H}) with {label}:\n  "
+            line = _mismatch(f"outputs[{t}]", outputs[t], exp_out[t], atol, 0.0)
+            if t == 0 and state is None:
+                hint = ("already step 0 is off: with state=None start from zeros (B, H); "
+                        "then check your lstm_cell with check_lstm_cell")
+            elif t == 0:
+                hint = "step 0 is off only when a state is given: start from the (h_0, c_0) you are passed"
+            else:
+                done = "step 0 matches" if t == 1 else f"steps 0 to {t - 1} match"
+                hint = f"{done} and step {t} does not: feed the (h, c) returned by step t-1 into step t (both of them)"
+            if max_error(outputs.flip(0), exp_out) <= atol:
+                hint = "your outputs are in reverse time order: outputs[t] must be h after step t"
+            raise AssertionError(head + line + "\n  " + hint)
+        for name, a, e in (("h_T", h_T, exp_h[0]), ("c_T", c_T, exp_c[0])):
+            problem = _mismatch(name, a, e, atol, 0.0)
+            if problem:
+                raise AssertionError(f"{problem}\n  (with {label}) return the state after the last step, "
+                                     "h_T equal to outputs[-1]")
+    print(f"✓ {fn.__name__} matches nn.LSTM (T={T}, B={B}, D={D}, H={H}; with state=None and a given state)")
+
+
+# ---------------------------------------------------------------- attention (lab 03)
+
+def _softmax_attention(q, k, v, mask=None, scale=None, dim=-1, blocked=float("-inf")):
+    """The reference, with knobs that reproduce the usual mistakes (no scale, wrong softmax axis, ...)."""
+    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, blocked)
+    weights = torch.softmax(scores, dim=dim)
+    return weights @ v, weights
+
+
+def _first_match(candidates: Iterable[tuple[str, tuple]], got: tuple, atol: float) -> str | None:
+    for hint, want in candidates:
+        if all(a.shape == b.shape and max_error(a, b) <= atol for a, b in zip(got, want)):
+            return hint
+    return None
+
+
+def check_attention(fn: Callable, batch: tuple[int, ...] = (2, 3), L: int = 4, S: int = 6, d_k: int = 5,
+                    d_v: int = 3, seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(q, k, v, mask=None) -> (out, weights)`` with scaled dot-product attention.
+
+    q (..., L, d_k), k (..., S, d_k), v (..., S, d_v) in float64; the boolean mask is True where a query
+    may attend to a key (``F.scaled_dot_product_attention``'s convention). Checked without a mask and with
+    one; on a mismatch the message says which usual mistake your numbers match (no 1/sqrt(d_k), softmax
+    over the wrong axis, the mask inverted or filled with 0 instead of -inf, ...).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(*batch, L, d_k, generator=gen, dtype=torch.float64)
+    k = torch.randn(*batch, S, d_k, generator=gen, dtype=torch.float64)
+    v = torch.randn(*batch, S, d_v, generator=gen, dtype=torch.float64)
+    mask = torch.rand(*batch, L, S, generator=gen) < 0.6
+    mask[..., 0], mask[..., -1] = True, False  # every query keeps a key and loses one
+    d = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} = (..., L, d_k), (..., S, d_k), (..., S, d_v)"
+    for m, label in ((None, "without a mask"), (mask, f"with a boolean mask {tuple(mask.shape)}")):
+        out = _call(fn, f"{d}, {label}", q, k, v, m)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise AssertionError(f"{fn.__name__} should return the pair (out, weights), got {type(out).__name__}")
+        check_tensor("out", out[0], (*batch, L, d_v), dims="(..., L, d_v)")
+        check_tensor("weights", out[1], (*batch, L, S), dims="(..., L, S): one row per query, one column per key")
+        want = _softmax_attention(q, k, v, m)
+        problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("out", "weights"), out, want)) if p]
+        if not problems:
+            continue
+        candidates = [
+            ("the scores are not scaled: divide q k^T by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1.0)),
+            ("the scores are divided by d_k: divide by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1 / d_k)),
+            ("the softmax runs over the queries: take it over the keys, dim=-1, so each row sums to 1",
+             _softmax_attention(q, k, v, m, dim=-2)),
+        ]
+        if m is not None:
+            candidates += [
+                ("the mask is inverted: True means *may attend*, so block where it is False (~mask)",
+                 _softmax_attention(q, k, v, ~m)),
+                ("blocked scores are set to 0, and exp(0) = 1 still counts: set them to -inf before the softmax",
+                 _softmax_attention(q, k, v, m, blocked=0.0)),
+                ("the mask is ignored", _softmax_attention(q, k, v)),
+            ]
+        hint = _first_match(candidates, out, atol)
+        if hint is None and _mismatch("weights", out[1], want[1], atol, 0.0) is None:
+            hint = "the weights are right but out is not: out = weights @ v"
+        report = [f"{fn.__name__} does not match scaled dot-product attention {label}:"] + [f"  {p}" for p in problems]
+        recipe = "scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax(scores, dim=-1); out = weights @ v"
+        report.append(f"  Your numbers match this mistake: {hint}." if hint else f"  {recipe}")
+        raise AssertionError("\n".join(report))
+    print(f"✓ {fn.__name__} matches scaled dot-product attention (batch {batch}, L={L}, S={S}, d_k={d_k}, d_v={d_v}; "
+          "with and without a mask)")
+
+
+def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAttention, tuple]:
+    gen = torch.Generator().manual_seed(seed)
+    ref = nn.MultiheadAttention(d_model, n_heads, batch_first=True).double()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) / d_model ** 0.5)
+    params = (ref.in_proj_weight.detach(), ref.in_proj_bias.detach(), ref.out_proj.weight.detach(),
+              ref.out_proj.bias.detach())
+    return ref, params
+
+
+def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, causal=True, split="right", scale_by=None, project=True):
+    """Multi-head self-attention written out, with knobs that reproduce the usual mistakes."""
+    B, T, D = x.shape
+    d_h = D // n_heads
+    q, k, v = (x @ w_in.T + b_in).chunk(3, dim=-1)
+    if split == "right":
+        q, k, v = (t.view(B, T, n_heads, d_h).transpose(1, 2) for t in (q, k, v))
+    else:
+        q, k, v = (t.reshape(B, n_heads, T, d_h) for t in (q, k, v))
+    mask = torch.ones(T, T, dtype=torch.bool).tril() if causal else None
+    out, _ = _softmax_attention(q, k, v, mask, scale=None if scale_by is None else scale_by ** -0.5)
+    out = out.transpose(1, 2).reshape(B, T, D) if split == "right" else out.reshape(B, T, D)
+    return out @ w_out.T + b_out if project else out
+
+
+def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6, n_heads: int = 2,
+                         seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias) -> (B, T, D)``
+    with ``nn.MultiheadAttention`` (batch_first) under a causal mask, in float64.
+
+    The weights are ``nn.MultiheadAttention``'s: in_proj (3D, D) stacking W_q, W_k, W_v, out_proj (D, D).
+    On a mismatch the message says which usual mistake your numbers match.
+    """
+    ref, params = _mha_params(d_model, n_heads, seed)
+    x = torch.randn(batch, T, d_model, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}", x.clone(), n_heads, *params)
+    check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
+    blocked = ~torch.ones(T, T, dtype=torch.bool).tril()
+    with torch.no_grad():
+        want = ref(x, x, x, attn_mask=blocked, need_weights=False)[0]
+    problem = _mismatch("output", out, want, atol, 0.0)
+    if problem is None:
+        print(f"✓ {fn.__name__} matches nn.MultiheadAttention with a causal mask "
+              f"(B={batch}, T={T}, d_model={d_model}, heads={n_heads})")
+        return
+    d_h = d_model // n_heads
+    candidates = [
+        ("no causal mask: query t may attend only to keys 0..t", (_self_attention(x, n_heads, *params, causal=False),)),
+        (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
+         (_self_attention(x, 1, *params),)),
+        ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
+         (_self_attention(x, n_heads, *params, split="wrong"),)),
+        (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
+         (_self_attention(x, n_heads, *params, scale_by=d_model),)),
+        ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
+         (_self_attention(x, n_heads, *params, project=False),)),
+    ]
+    hint = _first_match(candidates, (out,), atol)
+    raise AssertionError(
+        f"{fn.__name__} does not match nn.MultiheadAttention (B={batch}, T={T}, d_model={d_model}, heads={n_heads}, "
+        f"causal):\n  {problem}\n  " + (f"Your numbers match this mistake: {hint}." if hint else
+        "q, k, v = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1), then heads, causal attention, merge, "
+        "output projection"))
+
+
+def check_causal(fn: Callable, batch: int = 2, T: int = 6, d_model: int = 4, n_heads: int = 2, seed: int = 0) -> None:
+    """Check that output t of ``fn`` (signature of :func:`check_self_attention`) depends on tokens 0..t only,
+    and does depend on the earlier ones."""
+    _, params = _mha_params(d_model, n_heads, seed)
+    gen = torch.Generator().manual_seed(seed + 2)
+    x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        base = _call(fn, f"x {tuple(x.shape)}", x.clone(), n_heads, *params)
+        for t in range(T - 1):
+            changed = x.clone()
+            changed[:, t + 1:] = torch.randn(batch, T - t - 1, d_model, generator=gen, dtype=torch.float64)
+            err = max_error(fn(changed, n_heads, *params)[:, : t + 1], base[:, : t + 1])
+            if err > 1e-9:
+                raise AssertionError(f"output[:, {t}] changed (by {err:.3g}) when only the tokens after {t} changed: "
+                                     f"position {t} sees the future. Block key j > query i before the softmax.")
+        earlier = x.clone()
+        earlier[:, 0] += 1.0
+        if max_error(fn(earlier, n_heads, *params)[:, -1], base[:, -1]) < 1e-9:
+            raise AssertionError(f"output[:, {T - 1}] did not change when token 0 changed: the last position must "
+                                 "attend to every earlier one, not only to itself")
+    print(f"✓ {fn.__name__} is causal: output t depends on tokens 0..t only (T={T})")
+
+
+# ---------------------------------------------------------------- GAN (lab 02)
+
+def _scalar(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise AssertionError(f"{name} should be a torch.Tensor (a scalar), got {type(value).__name__}"
+                             + (" (did you forget a `return`?)" if value is None else ""))
+    if value.dim() != 0:
+        raise AssertionError(f"{name} has shape {tuple(value.shape)} but should be a scalar (shape ()): "
+                             "average over the batch with .mean()")
+    return value
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.softplus(x)
+
+
+def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, batch: int = 8, seed: int = 0,
+                     atol: float = 1e-6) -> None:
+    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits.
+
+    ``discriminator_loss(real_logits, fake_logits)`` = -E[log D(x)] - E[log(1 - D(G(z)))] and the
+    non-saturating ``generator_loss(fake_logits)`` = -E[log D(G(z))], with D = sigmoid(logit); logits (B,).
+    Extreme logits (±200) must give finite, exact values: work from the logits (``F.logsigmoid``,
+    ``F.binary_cross_entropy_with_logits``), never ``log(sigmoid(l))``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    real, fake = (3 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
+    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0], dtype=torch.float64)
+    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0], dtype=torch.float64)
+    for r, f, label in ((real, fake, f"random logits (B={batch})"), (extreme_real, extreme_fake, "logits of ±200")):
+        d = _scalar("discriminator_loss", _call(discriminator_loss, f"real and fake logits {tuple(r.shape)}",
+                                                r.clone(), f.clone()))
+        g = _scalar("generator_loss", _call(generator_loss, f"fake logits {tuple(f.shape)}", f.clone()))
+        want_d = _softplus(-r).mean() + _softplus(f).mean()
+        want_g = _softplus(-f).mean()
+        for name, got, want, variants in (
+            ("discriminator_loss", d, want_d, (
+                ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is positive", -want_d),
+                ("the real and fake terms are swapped: real logits should be pushed up, fake ones down",
+                 _softplus(r).mean() + _softplus(-f).mean()),
+                ("that is half the loss: average each term over its own batch, then add the two",
+                 want_d / 2),
+                ("that sums over the batch: take the mean", _softplus(-r).sum() + _softplus(f).sum()),
+            )),
+            ("generator_loss", g, want_g, (
+                ("that is the saturating loss E[log(1 - D(G(z)))]; the non-saturating one is -E[log D(G(z))]",
+                 -_softplus(f).mean()),
+                ("the sign is flipped: -E[log D(G(z))] is positive", -want_g),
+                ("that sums over the batch: take the mean", _softplus(-f).sum()),
+            )),
+        ):
+            if not torch.isfinite(got):
+                raise AssertionError(
+                    f"{name} is {float(got)} for {label}: log(sigmoid(l)) underflows to log(0) = -inf. Compute it "
+                    "from the logits: log D = F.logsigmoid(l), log(1 - D) = F.logsigmoid(-l)")
+            err = abs(float(got) - float(want))
+            if err > atol:
+                hint = next((h for h, v in variants if abs(float(got) - float(v)) <= atol), None)
+                raise AssertionError(f"{name} is {float(got):.6g} for {label}, expected {float(want):.6g} "
+                                     f"(off by {err:.3g})" + (f": {hint}" if hint else ""))
+    print("✓ discriminator_loss and generator_loss match the definitions, extreme logits included")
+
+
+def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int = 0, atol: float = 1e-5) -> None:
+    """Compare ``step_fn(gan, real, opt_d, opt_g, noise) -> {"loss": L_D, "g_loss": L_G}`` with the course's
+    ``GANUpdate`` for a few steps on two copies of a small 2D GAN.
+
+    One step: a discriminator update on ``real`` and fakes from ``gan.noise(B, noise)`` (detached), then a
+    generator update on fresh fakes from ``gan.noise(B, noise)`` with the non-saturating loss. The message
+    says which update first differs, at which step, and what that suggests.
+    """
+    from karpa_lab.models.gan import GANUpdate, gan_optimizers, mlp_gan_2d
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gan = mlp_gan_2d(hidden=16)
+    ref = copy.deepcopy(gan)
+    opt_d, opt_g = gan_optimizers(gan, 1e-2, 1e-2)
+    update = GANUpdate(*gan_optimizers(ref, 1e-2, 1e-2), noise=torch.Generator().manual_seed(seed + 1))
+    noise = torch.Generator().manual_seed(seed + 1)
+    data = torch.Generator().manual_seed(seed + 2)
+    for t in range(steps):
+        real = torch.randn(batch, 2, generator=data)
+        out = _call(step_fn, f"a GAN (2D, hidden 16), real {tuple(real.shape)}, Adam optimizers, a torch.Generator",
+                    gan, real.clone(), opt_d, opt_g, noise)
+        want = update(ref, real)
+        if not isinstance(out, dict) or not {"loss", "g_loss"} <= set(out):
+            raise AssertionError(f"{step_fn.__name__} should return a dict with 'loss' (L_D) and 'g_loss' (L_G), "
+                                 f"got {out!r}")
+        d_err = max(max_error(a, b) for a, b in zip(gan.discriminator.parameters(), ref.discriminator.parameters()))
+        g_err = max(max_error(a, b) for a, b in zip(gan.generator.parameters(), ref.generator.parameters()))
+        later = (f" Step 0 matched, step {t} does not: are the gradients zeroed before each backward "
+                 "(opt.zero_grad())?") if t else ""
+        if d_err > atol:
+            raise AssertionError(
+                f"after step {t} the discriminator's weights differ from the reference by {d_err:.3g}.{later} "
+                "The D update: fakes = G(gan.noise(B, noise)) without gradients (torch.no_grad() or .detach()), "
+                "L_D = discriminator_loss(D(real), D(fakes)), opt_d.zero_grad(), backward, opt_d.step(); "
+                "and the G update must not change D (only opt_g.step()).")
+        if g_err > atol:
+            raise AssertionError(
+                f"after step {t} the generator's weights differ from the reference by {g_err:.3g} (the "
+                f"discriminator's match).{later} The G update comes after the D update: draw fresh noise "
+                "gan.noise(B, noise), L_G = generator_loss(D(G(z))) (non-saturating, no detach: the gradient "
+                "flows through D into G), opt_g.zero_grad(), backward, opt_g.step().")
+        for key in ("loss", "g_loss"):
+            got = float(out[key].detach()) if isinstance(out[key], torch.Tensor) else float(out[key])
+            if abs(got - float(want[key])) > atol:
+                raise AssertionError(f"the returned {key!r} is {got:.6g}, expected {float(want[key]):.6g} (step {t}): "
+                                     "return the losses computed in this step, L_D as 'loss' and L_G as 'g_loss'")
+    print(f"✓ {step_fn.__name__} matches the reference GAN step for {steps} steps (both networks, both losses)")
+
+
+# ---------------------------------------------------------------- NAS evolution (lab 04)
+
+def _one_edit(parent, child) -> str | None:
+    """None if ``child`` is ``parent`` with exactly one edit (a width, the activation, a layer added or
+    removed); otherwise what is wrong."""
+    pw, cw = list(parent.widths), list(child.widths)
+    if len(cw) == len(pw):
+        changes = sum(a != b for a, b in zip(pw, cw)) + (parent.activation != child.activation)
+        if changes == 1:
+            return None
+        return "it is the parent itself" if changes == 0 else f"{changes} things changed at once"
+    if parent.activation != child.activation:
+        return "a layer was added or removed and the activation changed too"
+    shorter, longer = (pw, cw) if len(pw) < len(cw) else (cw, pw)
+    if len(longer) - len(shorter) == 1 and any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer))):
+        return None
+    return f"the depth went from {len(pw)} to {len(cw)} with other widths changed"
+
+
+def check_mutation(mutate: Callable, space, trials: int = 200, seed: int = 0) -> None:
+    """Check ``mutate(genome, space, rng) -> Genome`` on ``trials`` random parents of ``space`` (MLPs, no skips):
+    every child is a valid genome of the space that differs from its parent by exactly one edit."""
+    import random
+
+    from karpa_lab.nas.space import Genome
+
+    rng = random.Random(seed)
+    kinds = set()
+    for _ in range(trials):
+        parent = space.sample(rng)
+        child = _call(mutate, f"parent {parent.key}, a Space, a random.Random", parent, space, rng)
+        if not isinstance(child, Genome):
+            raise AssertionError(f"mutate({parent.key}) returned {child!r}: return a Genome, e.g. "
+                                 "Genome.mlp(*widths, activation=activation)")
+        if not space.contains(child):
+            raise AssertionError(f"mutate({parent.key}) returned {child.key}, which is outside the space "
+                                 f"(depths {space.depths}, widths {space.widths}, activations {space.activations})")
+        problem = _one_edit(parent, child)
+        if problem:
+            raise AssertionError(f"mutate({parent.key}) returned {child.key}: {problem}. A mutation makes exactly one "
+                                 "edit: one layer's width, the activation, or one layer added or removed")
+        kinds.add("depth" if child.depth != parent.depth else
+                  "activation" if child.activation != parent.activation else "width")
+    missing = {"width", "activation", "depth"} - kinds
+    if missing:
+        raise AssertionError(f"in {trials} mutations none changed the {' or the '.join(sorted(missing))}: every "
+                             "kind of edit must be possible, or the search cannot reach the whole space")
+    print(f"✓ {mutate.__name__}: {trials} children, each valid and one edit from its parent; every kind of edit seen")
+
+
+def check_aging_step(step_fn: Callable, space, population_size: int = 6, sample_size: int = 3,
+                     seed: int = 0) -> None:
+    """Check ``step_fn(population, space, score, rng, sample_size, mutate_fn) -> (child, score)`` on a deque of
+    (genome, score) pairs, oldest first: the population keeps its size, its oldest member leaves, the child
+    joins at the end with its score, and the parent handed to ``mutate_fn`` is a member."""
+    import random
+    from collections import deque
+
+    rng = random.Random(seed)
+    members = [(space.sample(rng), float(population_size - i)) for i in range(population_size)]  # oldest = best
+    population = deque(members)
+    parents = []
+
+    def mutate_fn(genome, space_, rng_):
+        parents.append(genome)
+        return space.sample(rng_)
+
+    def score(genome) -> float:
+        return 100.0 + len(parents)
+
+    out = _call(step_fn, f"a population of {population_size}, sample_size={sample_size}",
+                population, space, score, rng, sample_size, mutate_fn)
+    if len(parents) != 1:
+        raise AssertionError(f"{step_fn.__name__} called mutate_fn {len(parents)} times: exactly once per step")
+    if not any(parents[0] is g for g, _ in members):
+        raise AssertionError(f"the parent {parents[0]} is not a member of the population: pick it from the tournament")
+    if len(population) != population_size:
+        raise AssertionError(f"the population has {len(population)} members after the step, expected "
+                             f"{population_size}: append the child and remove one member")
+    if list(population)[:-1] != members[1:]:
+        if population_size > 1 and list(population)[:-1] == members[:-1]:
+            raise AssertionError("the worst member was removed: aging removes the OLDEST (population.popleft())")
+        raise AssertionError("the members that stay must keep their order and the oldest (population[0]) must "
+                             "leave: population.append(...) then population.popleft()")
+    child, child_score = population[-1]
+    if child_score != 101.0:
+        raise AssertionError(f"the child joined with score {child_score}: evaluate it once, score(child)")
+    if not isinstance(out, tuple | list) or len(out) != 2 or out[0] is not child or out[1] != child_score:
+        raise AssertionError(f"{step_fn.__name__} should return (child, its score), got {out!r}")
+    print(f"✓ {step_fn.__name__}: one child per step, appended with its score; the oldest member removed")
+
+
+def tournament_share(step_fn: Callable, space, population_size: int, sample_size: int, trials: int = 300,
+                     seed: int = 0) -> tuple[float, float]:
+    """How often the parent ``step_fn`` picks is the best member, and how often it is in the better half
+    (distinct scores). A tournament of S draws with replacement from P picks the best with probability
+    1 - (1 - 1/P)^S and a better-half member with 1 - 2^-S."""
+    import random
+    from collections import deque
+
+    rng = random.Random(seed)
+    best = top = 0
+    picked = []
+
+    def mutate_fn(genome, space_, rng_):
+        picked.insert(0, genome)
+        return genome
+
+    for _ in range(trials):
+        scores = rng.sample(range(1000), population_size)
+        members = [(space.sample(rng), float(s)) for s in scores]
+        ranked = sorted(scores)
+        step_fn(deque(members), space, lambda g: 0.0, rng, sample_size, mutate_fn)
+        s = next(sc for g, sc in members if g is picked[0])
+        best += s == ranked[-1]
+        top += s >= ranked[population_size // 2]
+    return best / trials, top / trials

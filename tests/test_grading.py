@@ -1,0 +1,338 @@
+"""karpa_lab.grading: each check passes the reference and names the mistake in a broken version."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from karpa_lab import grading
+from karpa_lab.models import attention as ref_attention
+from karpa_lab.models import gan as ref_gan
+from karpa_lab.models.lstm import lstm_step
+from karpa_lab.nas.space import Genome, Space
+
+
+def fails(check, *args, **kwargs) -> str:
+    """The message of the AssertionError that ``check`` must raise."""
+    with pytest.raises(AssertionError) as info:
+        check(*args, **kwargs)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- generic checks
+
+def test_check_close_passes_and_returns_nothing(capsys):
+    x = torch.randn(3, 4)
+    assert grading.check_close("h", x + 1e-9, x) is None  # a returned number would be a partial score
+    assert "✓ h matches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("actual, expected, words", [
+    (torch.zeros(3, 4), torch.ones(4, 3), ["(3, 4)", "(4, 3)", "(batch, hidden)", "wrong order"]),
+    (torch.zeros(12), torch.ones(3, 4), ["right number of entries"]),
+    (None, torch.ones(2), ["torch.Tensor", "return"]),
+    (torch.tensor([1.0, float("nan")]), torch.ones(2), ["NaN at index (1,)"]),
+    (-torch.arange(1.0, 4.0), torch.arange(1.0, 4.0), ["off by up to 6", "sign flipped"]),
+    (torch.tensor([[0.0, 0.5]]), torch.tensor([[0.0, 0.0]]), ["at index (0, 1) yours is 0.5, expected 0", "1 of 2"]),
+])
+def test_check_close_messages(actual, expected, words):
+    message = fails(grading.check_close, "h", actual, expected, dims="(batch, hidden)")
+    for word in words:
+        assert word in message, message
+
+
+def test_relative_tolerance_is_said():
+    grading.check_close("c", torch.tensor([100.5]), torch.tensor([100.0]), atol=0.0, rtol=0.01)
+    assert "0.01 × |expected|" in fails(grading.check_close, "c", torch.tensor([102.0]), torch.tensor([100.0]),
+                                         atol=0.0, rtol=0.01)
+
+
+def test_check_tensor_dtype():
+    assert "x.new_zeros" in fails(grading.check_tensor, "h", torch.zeros(2), (2,), dtype=torch.float64)
+
+
+def test_check_no_calls_sees_nested_functions():
+    def outer(x):
+        def inner(y):
+            return torch.nn.LSTMCell(1, 1)
+        return inner(x)
+
+    assert "outer uses LSTMCell: write it" in fails(grading.check_no_calls, outer, ("LSTMCell",), "write it")
+    grading.check_no_calls(outer, ("GRUCell",), "unused")
+
+
+# ---------------------------------------------------------------- LSTM
+
+def broken_cell(bug: str):
+    def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        a = x @ w_ih.T + h @ w_hh.T + b_ih + (0 if bug == "bias" else b_hh)
+        i, f, g, o = a.chunk(4, dim=1)
+        if bug == "order":
+            g, o = o, g
+        i, f, o = i.sigmoid(), f.sigmoid(), o.sigmoid()
+        g = g.sigmoid() if bug == "g" else g.tanh()
+        f = torch.ones_like(f) if bug == "f" else f
+        if bug == "inplace":
+            c *= f
+            c_next = c + i * g
+        else:
+            c_next = f * c + i * g
+        return (o * c_next if bug == "o" else o * c_next.tanh()), c_next
+    return lstm_cell
+
+
+good_cell = broken_cell("")
+
+
+def test_lstm_cell_reference_passes(capsys):
+    grading.check_lstm_cell(good_cell)
+    grading.check_lstm_cell(good_cell, input_size=1, hidden_size=1, batch=1, seed=3)
+    assert "matches nn.LSTMCell" in capsys.readouterr().out
+    x, h, c, w_ih, w_hh, b_ih, b_hh = (torch.randn(*shape) for shape in [(2, 3), (2, 4), (2, 4), (16, 3), (16, 4),
+                                                                        (16,), (16,)])
+    for mine, course in zip(good_cell(x, h, c, w_ih, w_hh, b_ih, b_hh), lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh)):
+        torch.testing.assert_close(mine, course)  # the test's cell is the course's
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("g", ["✗ candidate g", "tanh, not σ", "✓ forget gate f", "✓ output gate o"]),
+    ("o", ["✗ output gate o", "h_t = o ⊙ tanh(c_t)", "✓ candidate g"]),
+    ("f", ["✗ forget gate f", "fix f first"]),
+    ("order", ["order of the four blocks"]),
+    ("bias", ["with both biases at zero"]),
+    ("inplace", ["in place"]),
+])
+def test_lstm_cell_names_the_mistake(bug, words):
+    message = fails(grading.check_lstm_cell, broken_cell(bug))
+    for word in words:
+        assert word in message, message
+
+
+def test_lstm_cell_shape_and_return_errors():
+    assert "weight_ih (16, 5)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (x @ wi, c))
+    assert "pair (h_next, c_next)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: h)
+    message = fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (h.T, c))
+    assert "h_next has shape (4, 3)" in message and "(batch, hidden_size)" in message
+    assert "uses LSTMCell" in fails(grading.check_lstm_cell, lambda x, h, c, *w: torch.nn.LSTMCell(5, 4)(x, (h, c)))
+
+
+def sequence(bug: str = ""):
+    def lstm_sequence(x, state, *weights):
+        zeros = x.new_zeros(x.shape[1], weights[1].shape[1])
+        h, c = (zeros, zeros) if state is None or bug == "ignore_state" else state
+        outputs = []
+        for x_t in x:
+            h_new, c_new = good_cell(x_t, h, c, *weights)
+            if bug != "no_carry":
+                h, c = h_new, c_new
+            outputs.append(h_new)
+        outputs = torch.stack(outputs)
+        if bug == "reverse":
+            outputs = outputs.flip(0)
+        return outputs, ((h + 1 if bug == "final" else h), c)
+    return lstm_sequence
+
+
+def test_lstm_sequence_reference_passes(capsys):
+    grading.check_lstm_sequence(sequence())
+    grading.check_lstm_sequence(sequence(), steps=1, batch=1, input_size=1, hidden_size=1)
+    assert "matches nn.LSTM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("no_carry", ["outputs[1]", "step 0 matches and step 1 does not"]),
+    ("ignore_state", ["a given (h_0, c_0)", "start from the (h_0, c_0)"]),
+    ("reverse", ["reverse time order"]),
+    ("final", ["h_T is off", "outputs[-1]"]),
+])
+def test_lstm_sequence_names_the_mistake(bug, words):
+    message = fails(grading.check_lstm_sequence, sequence(bug))
+    for word in words:
+        assert word in message, message
+
+
+# ---------------------------------------------------------------- attention
+
+def attention(bug: str = ""):
+    def attn(q, k, v, mask=None):
+        scores = q @ k.transpose(-2, -1)
+        scores = scores / {"scale": 1.0, "dk": q.shape[-1]}.get(bug, math.sqrt(q.shape[-1]))
+        if mask is not None and bug != "ignore":
+            scores = scores.masked_fill(mask if bug == "invert" else ~mask, 0.0 if bug == "zero" else -math.inf)
+        weights = scores.softmax(dim=-2 if bug == "dim" else -1)
+        return (weights @ v + (1 if bug == "out" else 0)), weights
+    return attn
+
+
+def test_attention_reference_passes():
+    grading.check_attention(lambda q, k, v, mask=None: ref_attention.scaled_dot_product_attention(q, k, v, mask))
+    grading.check_attention(attention(), batch=(), L=1, S=1, d_k=1, d_v=1)
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("scale", ["not scaled"]), ("dk", ["divided by d_k"]), ("dim", ["over the queries"]),
+    ("invert", ["inverted"]), ("zero", ["exp(0) = 1"]), ("ignore", ["ignored"]), ("out", ["out = weights @ v"]),
+])
+def test_attention_names_the_mistake(bug, words):
+    message = fails(grading.check_attention, attention(bug))
+    for word in words:
+        assert word in message, message
+
+
+def self_attention(**knobs):
+    def layer(x, n_heads, w_in, b_in, w_out, b_out):
+        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, **knobs)
+    return layer
+
+
+def via_module(x, n_heads, w_in, b_in, w_out, b_out):
+    mha = ref_attention.MultiHeadAttention(x.shape[-1], n_heads).double()
+    with torch.no_grad():
+        for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
+            proj.weight.copy_(w)
+            proj.bias.copy_(b)
+        mha.out_proj.weight.copy_(w_out)
+        mha.out_proj.bias.copy_(b_out)
+    return mha(x, causal=True)[0]
+
+
+def test_self_attention_reference_passes():
+    grading.check_self_attention(via_module)
+    grading.check_self_attention(via_module, batch=1, T=1, d_model=4, n_heads=4)
+    grading.check_causal(via_module)
+
+
+@pytest.mark.parametrize("knobs, words", [
+    ({"causal": False}, ["no causal mask"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
+    ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
+])
+def test_self_attention_names_the_mistake(knobs, words):
+    message = fails(grading.check_self_attention, self_attention(**knobs))
+    for word in words:
+        assert word in message, message
+    one_head = fails(grading.check_self_attention, lambda x, h, *w: grading._self_attention(x, 1, *w))
+    assert "one head over all of d_model" in one_head
+
+
+def test_check_causal_catches_both_ways():
+    assert "sees the future" in fails(grading.check_causal, self_attention(causal=False))
+    only_self = lambda x, h, w_in, b_in, w_out, b_out: (x @ w_in.T + b_in).chunk(3, -1)[2] @ w_out.T + b_out
+    assert "did not change when token 0 changed" in fails(grading.check_causal, only_self)
+
+
+# ---------------------------------------------------------------- GAN
+
+def test_gan_losses_reference_passes(capsys):
+    grading.check_gan_losses(ref_gan.discriminator_loss, ref_gan.generator_loss)
+    assert "extreme logits included" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("d_loss, g_loss, words", [
+    (lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
+     ref_gan.generator_loss, ["logits of ±200", "underflows"]),
+    (ref_gan.discriminator_loss, lambda f: F.logsigmoid(-f).mean(), ["saturating loss"]),
+    (lambda r, f: -F.logsigmoid(r).sum() - F.logsigmoid(-f).sum(), ref_gan.generator_loss, ["sums over the batch"]),
+    (lambda r, f: -F.logsigmoid(-r).mean() - F.logsigmoid(f).mean(), ref_gan.generator_loss, ["swapped"]),
+    (lambda r, f: -F.logsigmoid(r) - F.logsigmoid(-f), ref_gan.generator_loss, ["should be a scalar"]),
+])
+def test_gan_losses_name_the_mistake(d_loss, g_loss, words):
+    message = fails(grading.check_gan_losses, d_loss, g_loss)
+    for word in words:
+        assert word in message, message
+
+
+def gan_step(bug: str = ""):
+    def step(gan, real, opt_d, opt_g, noise):
+        B = real.shape[0]
+        z = gan.noise(B, noise)
+        with torch.no_grad():
+            fakes = gan.generator(z)
+        d_loss = ref_gan.discriminator_loss(gan.discriminator(real), gan.discriminator(fakes))
+        if bug != "no_zero_grad":
+            opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        z_g = z if bug == "same_noise" else gan.noise(B, noise)
+        g_loss = ref_gan.generator_loss(gan.discriminator(gan.generator(z_g)))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        return {"loss": g_loss if bug == "returns" else d_loss, "g_loss": g_loss}
+    return step
+
+
+def test_gan_step_reference_passes():
+    grading.check_gan_step(gan_step())
+    grading.check_gan_step(gan_step(), steps=2, batch=1, seed=3)
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("no_zero_grad", ["discriminator's weights differ", "Step 0 matched, step 1"]),
+    ("same_noise", ["generator's weights differ", "fresh noise"]),
+    ("returns", ["returned 'loss'"]),
+])
+def test_gan_step_names_the_mistake(bug, words):
+    message = fails(grading.check_gan_step, gan_step(bug))
+    for word in words:
+        assert word in message, message
+
+
+# ---------------------------------------------------------------- NAS
+
+SPACE = Space(depths=(1, 2, 3), widths=(16, 32, 64), kernels=(0,), activations=("relu", "tanh"), skips=False)
+
+
+def test_mutation_reference_passes():
+    grading.check_mutation(lambda g, space, rng: space.mutate(g, rng), SPACE)
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda g, space, rng: g, ["the parent itself"]),
+    (lambda g, space, rng: Genome.mlp(*(w + 1 for w in g.widths), activation=g.activation), ["outside the space"]),
+    (lambda g, space, rng: Genome.mlp(*g.widths, activation="tanh" if g.activation == "relu" else "relu")
+     if g.depth > 1 else Genome.mlp(32 if g.widths[0] != 32 else 16, activation="tanh"), ["things changed at once"]),
+    (lambda g, space, rng: space.mutate(g, rng, "width") if len(g.widths) else g, ["none changed the activation"]),
+    (lambda g, space, rng: g.key, ["return a Genome"]),
+])
+def test_mutation_names_the_mistake(mutate, words):
+    message = fails(grading.check_mutation, mutate, SPACE)
+    for word in words:
+        assert word in message, message
+
+
+def aging_step(bug: str = ""):
+    def step(population, space, score, rng, sample_size, mutate_fn):
+        sample = [population[rng.randrange(len(population))] for _ in range(sample_size)]
+        parent = (rng.choice(sample) if bug == "random_parent" else max(sample, key=lambda m: m[1]))[0]
+        child = mutate_fn(parent, space, rng)
+        population.append((child, score(child)))
+        if bug == "worst":
+            population.remove(min(population, key=lambda m: m[1]))
+        elif bug != "keep":
+            population.popleft()
+        return population[-1]
+    return step
+
+
+def test_aging_step_reference_passes():
+    grading.check_aging_step(aging_step(), SPACE)
+    grading.check_aging_step(aging_step(), SPACE, population_size=1, sample_size=1)
+    best, top = grading.tournament_share(aging_step(), SPACE, population_size=10, sample_size=5)
+    assert 0.3 < best < 0.55 and top > 0.9  # 1 - 0.9^5 = 0.41, 1 - 0.5^5 = 0.97
+
+
+@pytest.mark.parametrize("bug, words", [("worst", ["the worst member was removed", "OLDEST"]),
+                                        ("keep", ["7 members", "expected 6"])])
+def test_aging_step_names_the_mistake(bug, words):
+    message = fails(grading.check_aging_step, aging_step(bug), SPACE)
+    for word in words:
+        assert word in message, message
+
+
+def test_tournament_share_tells_a_random_parent():
+    best, top = grading.tournament_share(aging_step("random_parent"), SPACE, population_size=10, sample_size=5)
+    assert top < 0.8, "a parent picked at random is in the better half about half the time"
+
