@@ -10,12 +10,14 @@ of large square matmuls (2 n^3 FLOPs each) on the same threads. The training ste
 gradient clipping, as in lesson 09), on random windows of the Python corpus; the first steps are warm-up.
 
 On a CPU both the peak and the training step are timed in process CPU time, so that a machine shared
-with other work does not deflate the figure (on one thread and an idle machine this equals wall time;
-with several threads it is their sum, so MFU is then per core-second). On a GPU both use the wall clock.
+with other work does not deflate the figure (on one thread and an idle machine this equals wall time).
+With several threads CPU time is their sum, and on a busy machine it also counts the threads that spin
+while they wait for each other: use ``--wall`` there, on an otherwise idle machine. On a GPU both use the
+wall clock.
 
     python benchmarks/gpt_throughput.py                   # this machine's default threads
     OMP_NUM_THREADS=1 python benchmarks/gpt_throughput.py # one core, as the notebooks run
-    python benchmarks/gpt_throughput.py --threads 2 --steps 30
+    python benchmarks/gpt_throughput.py --threads 2 --wall   # several threads: wall clock, idle machine
 
 On a GPU the same script times bf16 autocast steps against a bf16 matmul peak.
 """
@@ -34,10 +36,10 @@ from karpa_lab.data import TextCorpus
 from karpa_lab.models.gpt import GPT, GPTConfig
 
 
-def clock_for(device: torch.device):
-    """CPU: process CPU time; GPU: wall time after waiting for the queued kernels."""
+def clock_for(device: torch.device, wall: bool = False):
+    """CPU: process CPU time (or the wall clock); GPU: wall time after waiting for the queued kernels."""
     if device.type == "cpu":
-        return time.process_time
+        return time.perf_counter if wall else time.process_time
 
     def wall() -> float:
         torch.cuda.synchronize(device)
@@ -46,10 +48,10 @@ def clock_for(device: torch.device):
     return wall
 
 
-def matmul_peak(device: torch.device, sizes=(512, 1024, 2048), repeats: int = 5) -> tuple[float, int]:
+def matmul_peak(device: torch.device, wall: bool, sizes=(512, 1024, 2048), repeats: int = 5) -> tuple[float, int]:
     """Best FLOP/s over square matmuls of the given sizes (float32 on a CPU, bf16 on a GPU), and its size."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    clock = clock_for(device)
+    clock = clock_for(device, wall)
     best, best_n = 0.0, 0
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
@@ -64,11 +66,12 @@ def matmul_peak(device: torch.device, sizes=(512, 1024, 2048), repeats: int = 5)
     return best, best_n
 
 
-def training_rate(config: GPTConfig, corpus: TextCorpus, batch: int, steps: int, device: torch.device) -> float:
+def training_rate(config: GPTConfig, corpus: TextCorpus, batch: int, steps: int, device: torch.device,
+                  wall: bool) -> float:
     """Training steps per second of ``fit``, timed from the start of step 2 to the start of the last step."""
     seed_everything(0)
     model = GPT(config)
-    clock, starts = clock_for(device), []
+    clock, starts = clock_for(device, wall), []
 
     def timed_step(m, b):
         if m.training:
@@ -86,15 +89,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: as set)")
     parser.add_argument("--steps", type=int, default=20, help="training steps per configuration")
+    parser.add_argument("--wall", action="store_true", help="on a CPU, time with the wall clock, not CPU time")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device()
     corpus = TextCorpus.python_stdlib(max_chars=300_000)
     V = corpus.vocab_size
-    peak, peak_n = matmul_peak(device)
+    peak, peak_n = matmul_peak(device, args.wall)
     where = f"{torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
-    timing = "CPU time" if device.type == "cpu" else "wall time"
+    timing = "CPU time" if device.type == "cpu" and not args.wall else "wall time"
     print(f"device: {device} ({where}); measured matmul peak {peak / 1e9:.1f} GFLOP/s (n={peak_n}), {timing}")
     runs = [  # (label, config, batch)
         ("lesson 09: 3x96, ctx 64, sdpa", GPTConfig(V, 64, 3, 4, 96), 32),
@@ -106,7 +110,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for label, config, batch in runs:
-        rate = training_rate(config, corpus, batch, args.steps, device)
+        rate = training_rate(config, corpus, batch, args.steps, device, args.wall)
         tokens = rate * batch * config.block_size
         flops = GPT(config).flops_per_token() * tokens
         n = GPT(config).num_params()

@@ -425,7 +425,7 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 #
 # **On a GPU** the gap is larger and has a different cause. A GPU computes far faster than it reads
 # its own memory, so writing the $T \times T$ matrix to memory and reading it back three times dominates.
-# SDPA dispatches to FlashAttention (flash 注意力) or to a memory-efficient kernel: both keep a block of
+# SDPA dispatches to FlashAttention or to a memory-efficient kernel: both keep a block of
 # queries in fast on-chip memory, stream the keys and values through it, and keep a running softmax
 # (the maximum and the normaliser so far), so memory grows like $T$ instead of $T^2$ and the matrix is
 # never written out. In bf16 on a recent GPU that is typically several times faster than the plain
