@@ -58,10 +58,9 @@ sync: setup
 	$(VENV)/bin/jupytext --sync $(PAIRS)
 
 execute: setup
-	for nb in $(NOTEBOOKS); do \
-		KARPA_HEADLESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
-	done
+	@# Two notebooks at a time, one thread each (as under make test); xargs fails if any notebook fails.
+	printf '%s\n' $(NOTEBOOKS) | OMP_NUM_THREADS=1 KARPA_HEADLESS=1 xargs -P 2 -I{} $(VENV)/bin/jupyter nbconvert \
+		--to notebook --execute --inplace --ExecutePreprocessor.timeout=600 {}
 	$(VENV)/bin/jupytext --sync $(PAIRS)
 
 bench: setup

@@ -210,7 +210,7 @@ def _in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _interactive() -> bool:
+def is_interactive() -> bool:
     """A notebook with a person in front of it (not nbval, not ``KARPA_HEADLESS=1``)."""
     return _in_notebook() and os.environ.get("KARPA_HEADLESS", "0") != "1"
 
@@ -381,7 +381,7 @@ class _Reporter:
 
     def __init__(self, total: int, start: int, progress: bool, live_plot: bool | None, log_every: int | None):
         self.enabled = is_main_process()
-        interactive = _interactive()
+        interactive = is_interactive()
         self.live = self.enabled and (interactive if live_plot is None else live_plot)
         self.text = self.enabled and not interactive
         self.log_every = log_every or max(1, total // 10)
@@ -407,8 +407,10 @@ class _Reporter:
         fresh = history.steps and history.steps[-1] != self.last_logged  # values arrive at each sync
         if self.text and self.bar is None and due and fresh:
             self.last_logged = history.steps[-1]
+            lr = history.lr[-1]  # nan with an update_fn: its optimizers are its own, fit does not know the rate
+            lr_part = f"lr {lr:.2e} | " if math.isfinite(lr) else ""
             print(f"step {history.steps[-1] + 1:>6}/{total} | loss {history.train_loss[-1]:.4f} | "
-                  f"lr {history.lr[-1]:.2e} | {history.steps_per_sec:7.1f} steps/s", flush=True)
+                  f"{lr_part}{history.steps_per_sec:7.1f} steps/s", flush=True)
         if self.live and time.perf_counter() - self.last_draw > 1.0:
             self.draw(history)
 

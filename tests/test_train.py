@@ -221,6 +221,27 @@ def test_update_fn_records_all_values():
     assert history.extra["half"][0] == pytest.approx(history.train_loss[0] / 2)
 
 
+def test_text_lines_leave_out_a_learning_rate_fit_does_not_know(capsys):
+    """With an update_fn the optimizers are the caller's: the log line says nothing rather than 'lr nan'."""
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = regression_data()
+
+    def update(m, batch):
+        loss = nn.functional.mse_loss(m(batch[0]), batch[1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss}
+
+    fit(model, lambda: (x, y), steps=10, update_fn=update, progress=False, log_every=5)
+    with_update_fn = capsys.readouterr().out
+    fit(make_model(), lambda: (x, y), steps=10, lr=0.01, progress=False, log_every=5)
+    plain = capsys.readouterr().out
+    assert "step     10/10 | loss" in with_update_fn and "lr" not in with_update_fn
+    assert "lr 1.00e-02" in plain
+
+
 def test_bad_arguments_are_explained():
     model = make_model()
     with pytest.raises(ValueError, match="exactly one of steps= or epochs="):

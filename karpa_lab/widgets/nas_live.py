@@ -19,7 +19,7 @@ import numpy as np
 
 from karpa_lab.nas.searchers import SearchTrace
 from karpa_lab.nas.space import count_params
-from karpa_lab.train import _interactive
+from karpa_lab.train import is_interactive
 from karpa_lab.widgets import show_figure
 
 
@@ -72,7 +72,7 @@ class SearchMonitor:
                  min_seconds: float = 0.3):
         self.budget = budget
         self.every = every or max(1, (budget or 10) // 6)
-        self.interactive = _interactive() if interactive is None else interactive
+        self.interactive = is_interactive() if interactive is None else interactive
         self.min_seconds = min_seconds
         self.curves: dict[str, list[float]] = {}
         self.currents: dict[str, str] = {}
