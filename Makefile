@@ -16,8 +16,8 @@ help:
 	@echo "make lab      set up (first time) and open JupyterLab on the course"
 	@echo "make test     set up (first time) and run every test, notebooks included"
 	@echo "make sync     jupytext --sync every paired notebook (after editing a .py)"
-	@echo "make execute  re-run every lesson notebook in place so the .ipynb carries fresh outputs"
-	@echo "make bench    measure fit()'s overhead against a hand-written loop"
+	@echo "make execute  re-run every lesson and lab notebook in place so the .ipynb carry fresh outputs"
+	@echo "make bench    fit()'s overhead against a hand-written loop; the mini-GPT's throughput and MFU"
 	@echo "make release  generate the student versions of every lab into release/ (nbgrader)"
 	@echo "make autograde SUBMISSIONS=dir   grade submissions (dir/<student>/<lab>/<lab>.ipynb) into grading/grades.csv"
 	@echo "make screenshots  PNGs of the widgets after a slider move, into docs/img/ (needs chromium)"
@@ -65,6 +65,7 @@ execute: setup
 
 bench: setup
 	$(PY) benchmarks/fit_overhead.py
+	$(PY) benchmarks/gpt_throughput.py
 
 release: setup
 	$(PY) -m karpa_lab.testing.labs release --out release

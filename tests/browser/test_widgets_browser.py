@@ -297,13 +297,13 @@ def test_02_spectral_radius_slider(lab):
     lab.wait_for_html(text, expected(value, 50))
     assert "vanishing" in text.inner_text()
     src = lab.wait_for_new_image(picture, src)
+    lab.save_picture(lab.widget(0), "rnn_gradients")  # the vanishing profile over 50 steps: the README's point
 
     assert steps.press("Home") == 2
     lab.wait_for_html(text, expected(value, 2))
     lab.wait_for_new_image(picture, src)
     lab.wait_idle()
     assert lab.image_change(before, lab.png(picture)) > 0.01
-    lab.save_picture(lab.widget(0), "rnn_gradients")
     lab.assert_no_widget_errors()
 
 
