@@ -425,19 +425,17 @@ class _Reporter:
         A PNG (not the Figure object) so that it shows in any front end, whether or not pyplot's inline
         backend was loaded; not a pyplot figure, so the notebook does not also show it a second time.
         """
-        import io
-
         from IPython.display import Image, display
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+
+        from karpa_lab.widgets import figure_png
 
         if self.fig is None:
             self.fig = Figure(figsize=(11, 3.2))
             FigureCanvasAgg(self.fig)
         history.draw(self.fig)
-        buffer = io.BytesIO()
-        self.fig.savefig(buffer, format="png", dpi=80)
-        image = Image(data=buffer.getvalue(), format="png")
+        image = Image(data=figure_png(self.fig), format="png")
         if self.handle is None:
             self.handle = display(image, display_id=True)
         else:

@@ -273,3 +273,25 @@ def test_grad_norm_equals_pytorchs_total_norm():
     expected = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     torch.testing.assert_close(grad_norm(params), expected)
     assert grad_norm([torch.zeros(3, requires_grad=True)]) == 0  # no gradient yet
+
+
+@pytest.mark.filterwarnings("ignore:Creating legend:UserWarning")  # matplotlib times itself with the fake clock
+def test_live_plot_is_one_png_updated_in_place(monkeypatch):
+    """live_plot=True draws the history as a PNG into one display slot: shown once, then updated."""
+    calls = []
+
+    class Handle:
+        def update(self, obj):
+            calls.append(("update", obj))
+
+    def display(obj, display_id=False):
+        calls.append(("display", obj))
+        return Handle()
+
+    monkeypatch.setattr("IPython.display.display", display)
+    monkeypatch.setattr("karpa_lab.train.time.perf_counter", iter(range(0, 10**6, 10)).__next__)  # 10 s a call
+    x, y = regression_data()
+    fit(make_model(), lambda: (x, y), steps=5, lr=0.01, progress=False, live_plot=True)
+    kinds = [kind for kind, _ in calls]
+    assert kinds[0] == "display" and kinds.count("display") == 1 and "update" in kinds
+    assert all(obj.format == "png" and obj.data[:4] == b"\x89PNG" for _, obj in calls)
