@@ -10,8 +10,11 @@ browser, as a learner does, and check that the readout changes the way the widge
   group, then kills any process it had spawned (kernels) that is still alive.
 - ``browser`` (session): Chromium from PATH (``shutil.which("chromium")``, never ``playwright install``),
   started with the flags that work on a closed network as root, in a fresh profile.
-- ``lab`` (per test): a :class:`Lab`, a new browser page plus the helpers below; its kernel is shut down
-  after the test.
+- ``lab_page`` (session): one JupyterLab page, loaded once. Loading JupyterLab costs Chromium about 7 s
+  of CPU, which each test paid when it had a page of its own. After a failed test the page is thrown
+  away and the next test loads a new one, so one failure cannot spill into the next test.
+- ``lab`` (per test): a :class:`Lab` on that page, with the helpers below. It sees only its own console
+  messages and server log. After the test its notebooks are closed and their kernels shut down.
 
 When ``chromium`` (or playwright) is missing the tests skip with the reason; with
 ``KARPA_REQUIRE_BROWSER=1`` (CI) a missing browser is an error instead. With ``KARPA_SCREENSHOTS_DIR``
@@ -364,22 +367,17 @@ class Lab:
         return path.as_posix()
 
     def open(self, path: str) -> None:
-        """Open a notebook (its own kernel) and wait until the status bar reads Idle.
-
-        The first notebook loads JupyterLab; later ones open in a new tab of the same page.
-        """
-        if self.page.evaluate("() => typeof window.jupyterapp === 'object'"):
-            self.page.evaluate("path => window.jupyterapp.commands.execute('docmanager:open', {path})", path)
-            self.page.wait_for_function(
-                "path => window.jupyterapp.shell.currentWidget?.context?.path === path",
-                arg=path,
-                timeout=PAGE_LOAD_S * 1000,
-            )
-        else:
-            # ?reset: start from an empty workspace, not the layout (open notebooks) an earlier test left.
-            self.page.goto(f"{self.server.url}/lab/tree/{path}?reset&token={self.server.token}")
-            self.page.wait_for_selector(".jp-NotebookPanel", timeout=PAGE_LOAD_S * 1000)
-            self.page.evaluate("() => window.jupyterapp?.shell.collapseLeft()")  # room for the widgets
+        """Open a notebook in a new tab (its own kernel) and wait until the status bar reads Idle."""
+        # .then(() => null): evaluate() would otherwise serialize the NotebookPanel the command returns, a
+        # large object graph that took Chromium 3-5 s of CPU per notebook.
+        self.page.evaluate(
+            "path => window.jupyterapp.commands.execute('docmanager:open', {path}).then(() => null)", path
+        )
+        self.page.wait_for_function(
+            "path => window.jupyterapp.shell.currentWidget?.context?.path === path",
+            arg=path,
+            timeout=PAGE_LOAD_S * 1000,
+        )
         self._wait_steady_idle(PAGE_LOAD_S)
 
     def run_all(self, timeout_s: float = RUN_ALL_S) -> None:
@@ -532,15 +530,15 @@ class Lab:
     def log_console(self) -> str:
         """What the notebook's log console holds: ipywidgets sends a callback's uncaught output there."""
         self.page.evaluate(  # the command toggles: run it only while no log console is open
-            """() => document.querySelector('.jp-LogConsolePanel')
-                       || window.jupyterapp.commands.execute('logconsole:open')"""
+            """() => { if (!document.querySelector('.jp-LogConsolePanel')) {
+                         return window.jupyterapp.commands.execute('logconsole:open').then(() => null); } }"""
         )
         panel = self.page.locator(".jp-LogConsolePanel").first
         panel.wait_for(timeout=WIDGET_UPDATE_S * 1000)
         return panel.inner_text()
 
     def widget_errors(self) -> list[str]:
-        """Every sign of a failing widget since the page opened.
+        """Every sign of a failing widget since the test began.
 
         Browser console errors and page errors (the widget manager logs there), tracebacks in the output
         areas, tracebacks in the log console (an exception in a slider callback lands there), and
@@ -564,25 +562,77 @@ class Lab:
         assert not errors, "widget errors:\n" + "\n".join(errors)
 
 
+@dataclass
+class LabPage:
+    """The session's one JupyterLab page, loaded on first use and again after a test failed on it."""
+
+    browser: object  # playwright Browser
+    server: LabServer
+    page: object | None = None  # playwright Page
+    console: list[tuple[str, str]] = field(default_factory=list)  # since the current test began
+
+    def get(self):
+        """The page with JupyterLab started on an empty workspace and the left sidebar collapsed."""
+        if self.page is None:
+            context = self.browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+            page = context.new_page()
+            page.set_default_timeout(WIDGET_UPDATE_S * 1000)
+            page.on("console", lambda message: self.console.append((message.type, message.text)))
+            page.on("pageerror", lambda error: self.console.append(("pageerror", str(error))))
+            # ?reset: an empty workspace, not a layout the server remembered.
+            page.goto(f"{self.server.url}/lab?reset&token={self.server.token}")
+            page.wait_for_function("() => typeof window.jupyterapp === 'object'", timeout=PAGE_LOAD_S * 1000)
+            page.evaluate("() => window.jupyterapp.restored.then(() => window.jupyterapp.shell.collapseLeft())")
+            self.page = page
+        return self.page
+
+    def close_tabs(self) -> None:
+        """Close every tab of the main area (notebooks, log console) without a save prompt."""
+        self.page.evaluate(
+            """() => { for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) {
+                         widget.dispose(); } }"""
+        )
+        self.page.wait_for_function("() => document.querySelector('.jp-NotebookPanel') === null")
+
+    def discard(self) -> None:
+        self.page.context.close()
+        self.page = None
+
+
+@pytest.fixture(scope="session")
+def lab_page(browser, lab_server) -> Iterator[LabPage]:
+    shared = LabPage(browser, lab_server)
+    try:
+        yield shared
+    finally:
+        if shared.page is not None:
+            shared.discard()
+
+
 @pytest.fixture
-def lab(browser, lab_server, request) -> Iterator[Lab]:
-    """A fresh browser page on the test JupyterLab; kernels shut down and the page closed afterwards."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
-    page = context.new_page()
-    page.set_default_timeout(WIDGET_UPDATE_S * 1000)
-    helper = Lab(server=lab_server, page=page, log_offset=len(lab_server.log_text()))
-    page.on("console", lambda message: helper.console.append((message.type, message.text)))
-    page.on("pageerror", lambda error: helper.console.append(("pageerror", str(error))))
+def lab(lab_page, lab_server, request) -> Iterator[Lab]:
+    """A test's view of the shared JupyterLab page; its notebooks are closed and kernels shut down afterwards."""
+    page = lab_page.get()
+    lab_page.console.clear()
+    helper = Lab(server=lab_server, page=page, console=lab_page.console, log_offset=len(lab_server.log_text()))
     try:
         yield helper
     finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            shot = lab_server.root.parent / f"{request.node.name}.png"
-            page.screenshot(path=str(shot))
-            print(f"screenshot of the failed page: {shot}")
-        context.close()
-        lab_server.shutdown_kernels()
+        try:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                shot = lab_server.root.parent / f"{request.node.name}.png"
+                page.screenshot(path=str(shot))
+                print(f"screenshot of the failed page: {shot}")
+                lab_page.discard()
+            else:
+                try:
+                    lab_page.close_tabs()
+                except Exception:
+                    lab_page.discard()  # the next test starts on a new page
+                    raise
+        finally:
+            lab_server.shutdown_kernels()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
