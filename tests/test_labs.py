@@ -107,6 +107,19 @@ def test_there_are_labs():
     assert (LABS / "nbgrader_config.py").exists()
 
 
+def test_alembic_is_asked_once_per_process(tmp_path, monkeypatch):
+    """A new gradebook runs `alembic heads` in a subprocess (seconds of CPU): two releases ask it once."""
+    import nbgrader.api
+
+    calls = []
+    original = getattr(nbgrader.api.get_alembic_version, "__wrapped__", nbgrader.api.get_alembic_version)
+    monkeypatch.setattr(nbgrader.api, "get_alembic_version", lambda: calls.append(1) or original())
+    for name in ("first", "second"):
+        (folder,) = driver.release(tmp_path / name, LABS, [NAMES[0]])
+        assert (folder / f"{NAMES[0]}.ipynb").exists()
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("lab", NAMES)
 def test_lab_is_well_formed(lab):
     """At least 10 points over several test cells, hidden tests, one written answer, the .py carrying nbgrader."""

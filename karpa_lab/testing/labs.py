@@ -33,6 +33,7 @@ deleted test cells put back, writes into the sources, notebooks that could not b
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -66,6 +67,16 @@ def _environment_on_path():
         os.environ["PATH"] = old
 
 
+def _ask_alembic_once() -> None:
+    """Each new gradebook makes nbgrader run ``alembic heads`` in a subprocess, which imports nbgrader again
+    and takes about 5 s of CPU here. The answer depends only on the installed nbgrader, so this process asks
+    once and remembers it (a release, and every autograde, creates a gradebook)."""
+    import nbgrader.api
+
+    if not hasattr(nbgrader.api.get_alembic_version, "cache_info"):
+        nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
+
+
 def course_api(course: Path, **settings):
     """nbgrader's own Python API on ``course``, configured by its nbgrader_config.py plus ``settings``.
 
@@ -75,6 +86,7 @@ def course_api(course: Path, **settings):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
+    _ask_alembic_once()
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     config.CourseDirectory.root = str(course)
     for key, value in settings.items():
