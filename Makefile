@@ -28,9 +28,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# torch first and pinned, so pip takes the CPU wheel and never a CUDA build pulled in by a range.
 	@# The pip that venv bundles (23.2 here) takes 170 s over the installs below; an up-to-date pip, 111 s.
 	$(PY) -m pip install --quiet --upgrade pip
+	@# torch first and pinned, so pip takes the CPU wheel and never a CUDA build pulled in by a range.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@rm -f $(VENV)/.installed-*
