@@ -510,11 +510,16 @@ class Lab:
             return 1.0
         return float((np.abs(a - b).max(axis=2) > 16).mean())
 
+    @property
+    def taking_pictures(self) -> bool:
+        """Whether this run saves the docs' pictures ($KARPA_SCREENSHOTS_DIR set, as ``make screenshots`` does)."""
+        return bool(os.environ.get("KARPA_SCREENSHOTS_DIR"))
+
     def save_picture(self, locator, name: str) -> Path | None:
         """Save ``locator`` as NAME.png under $KARPA_SCREENSHOTS_DIR (when set; the docs' pictures)."""
-        directory = os.environ.get("KARPA_SCREENSHOTS_DIR")
-        if not directory:
+        if not self.taking_pictures:
             return None
+        directory = os.environ["KARPA_SCREENSHOTS_DIR"]
         path = Path(directory) / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.png(locator))

@@ -8,7 +8,6 @@ trains for a minute) keeps the suite fast; the interaction is the point.
 
 from __future__ import annotations
 
-import os
 import re
 from contextlib import contextmanager
 
@@ -384,7 +383,7 @@ def test_06_gan_playground_buttons(lab):
 
     # Typed N, then "run N". The docs' picture needs the ring covered: 1050 steps from seed 0 reach all 8
     # modes. The wiring needs far fewer, and the test process repeats every step the kernel takes.
-    steps = 1050 if os.environ.get("KARPA_SCREENSHOTS_DIR") else 150
+    steps = 1050 if lab.taking_pictures else 150
     n_box = lab.notebook.locator(".widget-text input").first
     n_box.fill(str(steps))
     n_box.blur()  # IntText sends its value on change
