@@ -20,6 +20,7 @@ for the default ``loss_fn(model(x), y)``, or anything your ``step_fn(model, batc
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -172,21 +173,28 @@ def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                 f"cross-entropy needs output (..., classes) to match target (...): got output "
                 f"{tuple(output.shape)} and target {tuple(target.shape)}"
             )
-        return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), target.reshape(-1))
+        if output.dim() != 2:  # (B, T, classes) -> (B*T, classes); a 2-D output needs no view node
+            output, target = output.reshape(-1, output.shape[-1]), target.reshape(-1)
+        return F.cross_entropy(_fp32(output), target)
     if output.shape != target.shape:
         raise ValueError(
             f"mean squared error needs output and target of the same shape, got {tuple(output.shape)} "
             f"and {tuple(target.shape)} (broadcasting them would compute the wrong loss)"
         )
-    return F.mse_loss(output.float(), target.float())
+    return F.mse_loss(_fp32(output), _fp32(target))
+
+
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t.float()`` without a dispatch when it already is (a few microseconds a call on a CPU step)."""
+    return t if t.dtype == torch.float32 else t.float()
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor inside a batch (tensors, tuples, lists, dicts) to ``device``."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return batch if batch.device == device else batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device) for b in batch)
+        return type(batch)([to_device(b, device) for b in batch])
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
@@ -517,20 +525,25 @@ def evaluate(
 
 
 def _to_floats(values: list[torch.Tensor]) -> list[float]:
-    """Python floats of 0-dim tensors: one device read for many (a GPU), no stacking for one (a CPU step)."""
-    return [float(values[0])] if len(values) == 1 else torch.stack(values).float().tolist()
+    """Python floats of 0-dim tensors: on a CPU a cheap read each; on a GPU one read for all (each read
+    waits for the GPU to finish its queue)."""
+    if len(values) <= 1 or values[0].device.type == "cpu":
+        return [float(v) for v in values]
+    return torch.stack([_fp32(v) for v in values]).tolist()
 
 
-def grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
-    """The global gradient norm sqrt(sum_p ||grad_p||_2^2) as a 0-dim tensor, without a device sync.
+def grad_norms(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The norm ||grad_p||_2 of each parameter's gradient (parameters without one are left out), from one
+    fused ``_foreach_norm`` call and without a device sync.
 
-    What ``torch.nn.utils.get_total_norm`` computes, with one fused ``_foreach_norm`` call and none of its
-    per-call bookkeeping: half the cost (30 vs 64 us a step on the tiny MLP of ``benchmarks/fit_overhead.py``).
+    The global gradient norm, the one ``clip_grad_norm_`` clips, is sqrt(sum_p ||grad_p||^2):
+    ``math.hypot(*map(float, grad_norms(params)))``. ``fit`` keeps the per-parameter norms until it reads
+    the loss, and sums them in Python then. Summing them as tensors (``stack``, ``vector_norm``) costs two
+    more tensor operations a step: about 60 us of a 1.4 ms step of the tiny MLP in
+    ``benchmarks/fit_overhead.py`` on a 2-core CPU.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+    return list(torch._foreach_norm(grads)) if grads else []
 
 
 def _run_step(model, batch, loss_fn, step_fn, metrics) -> tuple[dict[str, torch.Tensor], int]:
@@ -682,7 +695,8 @@ def fit(
 
     params = [p for p in model.parameters() if p.requires_grad]
     reporter = _Reporter(steps, start, progress, live_plot, log_every)
-    pending: list[tuple[int, torch.Tensor, torch.Tensor, dict[str, torch.Tensor], float, float]] = []
+    # (step, loss, per-parameter gradient norms, other values, learning rate, time), read at the next flush
+    pending: list[tuple[int, torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor], float, float]] = []
     last_good = {"step": start - 1, "loss": history.train_loss[-1] if history.train_loss else float("nan")}
     snapshot, snapshot_step = None, start
     t0 = time.perf_counter() - (history.time[-1] if history.time else 0.0)
@@ -695,8 +709,10 @@ def fit(
         nonlocal snapshot, snapshot_step
         if not pending:
             return
-        losses, norms = _to_floats([p[1] for p in pending]), _to_floats([p[2] for p in pending])
-        for (step, _, _, extra, lr_now, t), loss, norm in zip(pending, losses, norms):
+        losses = _to_floats([p[1] for p in pending])
+        all_norms = iter(_to_floats([n for p in pending for n in p[2]]))
+        for (step, _, norms, extra, lr_now, t), loss in zip(pending, losses):
+            norm = math.hypot(*itertools.islice(all_norms, len(norms)))
             bad_norm = scaler is None and not math.isfinite(norm)
             if not math.isfinite(loss) or bad_norm:
                 pending.clear()
@@ -742,7 +758,7 @@ def fit(
                     values = {k: (v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
                               for k, v in out.items()}
                     key = "loss" if "loss" in values else next(iter(values))
-                    loss, norm = values.pop(key), torch.zeros(())
+                    loss, norms = values.pop(key), []
                 else:
                     if schedule is not None:
                         mult = schedule(step)
@@ -759,12 +775,12 @@ def fit(
                     else:
                         loss.backward()
                     if clip_grad is not None:
-                        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
+                        norms = [torch.nn.utils.clip_grad_norm_(params, clip_grad)]
                     else:
-                        norm = grad_norm(params)
+                        norms = grad_norms(params)
                     loss = loss.detach()
                     values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
-                pending.append((step, loss, norm, values, lr_now, time.perf_counter() - t0))
+                pending.append((step, loss, norms, values, lr_now, time.perf_counter() - t0))
                 if len(pending) >= sync_every or step + 1 == steps:
                     flush(step)  # before the optimizer step: a NaN step is never applied
                 if update_fn is None:
