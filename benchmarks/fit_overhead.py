@@ -4,7 +4,8 @@ Same model, same data, same number of steps, run by (a) the bare hand-written Da
 with its history and progress reporting on, and (c) PyTorch Lightning when it is installed
 (``pip install -e .[lightning]``). Two workloads: a tiny MLP on the digits (sub-millisecond steps,
 where a loop's own cost shows) and a char-LSTM on Python source (tens of milliseconds a step).
-Runs are interleaved and repeated; the table gives medians of ms/step and the ratio to the hand loop.
+Runs go in rounds, each runner once per round. A shared machine speeds up and slows down over seconds, so
+the ratio is taken within each round (runs seconds apart) and the table gives the median of those ratios.
 
     python benchmarks/fit_overhead.py            # or: make bench
 Targets: fit <= 1.10x the hand loop on the tiny MLP, <= 1.02x on the LSTM.
@@ -101,8 +102,10 @@ def with_lightning(model, loader, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2: the table gives the quartiles of the per-round ratios")
     runners = {"hand-written loop": hand_loop, "karpa_lab.fit": with_fit}
     try:
         import lightning  # noqa: F401
@@ -111,17 +114,21 @@ def main() -> None:
     except ImportError:
         print("(Lightning not installed: pip install -e '.[lightning]' to compare with it)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    names = list(runners)
     for name, make_model, make_loader, steps in workloads():
         times: dict[str, list[float]] = {k: [] for k in runners}
-        for _ in range(args.repeats):
-            for runner_name, runner in runners.items():  # interleaved, so drift hits every runner alike
+        for r in range(args.repeats):
+            # One round runs each runner once, back to back, starting with a different one each round.
+            for runner_name in names[r % len(names):] + names[: r % len(names)]:
                 seed_everything(0)
-                times[runner_name].append(runner(make_model(), make_loader(), steps))
-        base = statistics.median(times["hand-written loop"])
-        print(f"\n{name}: {steps} steps, median of {args.repeats}")
+                times[runner_name].append(runners[runner_name](make_model(), make_loader(), steps))
+        print(f"\n{name}: {steps} steps, {args.repeats} rounds")
+        print(f"  {'':<20} {'ms/step':>8}   ratio to the hand loop in the same round: median (quartiles)")
         for runner_name, values in times.items():
-            med = statistics.median(values)
-            print(f"  {runner_name:<20} {1e3 * med:8.3f} ms/step   {med / base:5.3f}x")
+            ratios = [t / h for t, h in zip(values, times["hand-written loop"])]
+            q1, _, q3 = statistics.quantiles(ratios)
+            print(f"  {runner_name:<20} {1e3 * statistics.median(values):8.3f}   "
+                  f"{statistics.median(ratios):5.3f}x ({q1:.3f}-{q3:.3f})")
 
 
 if __name__ == "__main__":
