@@ -524,12 +524,12 @@ def evaluate(
     return {k: v / count for k, v in sums.items()}
 
 
-def _to_floats(values: list[torch.Tensor]) -> list[float]:
-    """Python floats of 0-dim tensors: on a CPU a cheap read each; on a GPU one read for all (each read
-    waits for the GPU to finish its queue)."""
-    if len(values) <= 1 or values[0].device.type == "cpu":
-        return [float(v) for v in values]
-    return torch.stack([_fp32(v) for v in values]).tolist()
+def _to_floats(values: list[torch.Tensor], at_once: bool) -> list[float]:
+    """Python floats of 0-dim tensors. ``at_once`` (on a GPU): one read of them stacked, since every read
+    waits for the GPU to finish its queue; else (on a CPU) a cheap read each, and no stacking op."""
+    if at_once and len(values) > 1:
+        return torch.stack(values).float().tolist()  # stack promotes mixed dtypes (bf16 loss, fp32 norms)
+    return [float(v) for v in values]
 
 
 def grad_norms(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
@@ -700,6 +700,7 @@ def fit(
     last_good = {"step": start - 1, "loss": history.train_loss[-1] if history.train_loss else float("nan")}
     snapshot, snapshot_step = None, start
     t0 = time.perf_counter() - (history.time[-1] if history.time else 0.0)
+    read_at_once = device.type != "cpu"
 
     def good_copy() -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -709,8 +710,8 @@ def fit(
         nonlocal snapshot, snapshot_step
         if not pending:
             return
-        losses = _to_floats([p[1] for p in pending])
-        all_norms = iter(_to_floats([n for p in pending for n in p[2]]))
+        losses = _to_floats([p[1] for p in pending], read_at_once)
+        all_norms = iter(_to_floats([n for p in pending for n in p[2]], read_at_once))
         for (step, _, norms, extra, lr_now, t), loss in zip(pending, losses):
             norm = math.hypot(*itertools.islice(all_norms, len(norms)))
             bad_norm = scaler is None and not math.isfinite(norm)

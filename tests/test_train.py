@@ -18,7 +18,7 @@ from karpa_lab import (
     load_checkpoint,
     warmup_cosine,
 )
-from karpa_lab.train import default_loss, grad_norms
+from karpa_lab.train import _to_floats, default_loss, grad_norms
 
 
 def regression_data(n: int = 256, seed: int = 0):
@@ -275,6 +275,15 @@ def test_grad_norms_give_pytorchs_total_norm():
     assert len(norms) == 5  # the frozen weight has no gradient
     assert math.hypot(*map(float, norms)) == pytest.approx(float(expected), rel=1e-6)
     assert grad_norms([torch.zeros(3, requires_grad=True)]) == []  # no gradient yet
+
+
+def test_pending_values_are_read_one_by_one_or_at_once():
+    """The CPU reads each value; a GPU reads them stacked in one go. Both give the same floats, NaN included."""
+    values = [torch.tensor(1.5, dtype=torch.bfloat16), torch.tensor(2.25), torch.tensor(float("nan"))]
+    for at_once in (False, True):
+        floats = _to_floats(values, at_once)
+        assert floats[:2] == [1.5, 2.25] and math.isnan(floats[2]) and all(type(f) is float for f in floats)
+    assert _to_floats([], True) == [] and _to_floats([torch.tensor(3.0)], True) == [3.0]
 
 
 @pytest.mark.filterwarnings("ignore:Creating legend:UserWarning")  # matplotlib times itself with the fake clock
