@@ -48,10 +48,10 @@ from karpa_lab.models.char_lstm import (
     TruncatedBPTT,
     char_loss,
     generate,
-    next_char_probs,
     window_loss,
 )
 from karpa_lab.models.lstm import lstm_gates_from_torch
+from karpa_lab.models.sampling import next_token_probs
 from karpa_lab.widgets.char_rnn import (
     activation_html,
     cell_widget,
@@ -236,19 +236,20 @@ assert reset_loss > val_loss
 #
 # where $K$ is the set of the $k$ largest logits (top-k sampling, top-k 采样; all $V$ when off). $\tau = 1$
 # is the model itself; $\tau \to 0$ puts all the mass on the arg-max (greedy decoding); $\tau > 1$
-# flattens towards uniform. By hand, against `next_char_probs`:
+# flattens towards uniform. By hand, against `next_token_probs` (every model of the course samples
+# through it):
 
 # %%
 with torch.no_grad():
     z = model(corpus.encode("    def __init__(self")[None].to(device))[0][0, -1].cpu()
 for tau in (0.5, 1.0, 2.0):
     by_hand = torch.softmax(z / tau, dim=-1)
-    assert torch.allclose(by_hand, next_char_probs(z, tau), atol=1e-6)
+    assert torch.allclose(by_hand, next_token_probs(z, tau), atol=1e-6)
     top = by_hand.topk(3)
     entropy = float(-(by_hand * by_hand.clamp_min(1e-30).log()).sum())
     print(f"tau={tau}: entropy {entropy:.2f} nats; top 3: " +
           ", ".join(f"{corpus.decode([i])!r} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist())))
-assert torch.equal(next_char_probs(z, 0), torch.nn.functional.one_hot(z.argmax(), V).float())
+assert torch.equal(next_token_probs(z, 0), torch.nn.functional.one_hot(z.argmax(), V).float())
 
 # %% [markdown]
 # **Does it write Python?** A measurable stand-in: the share of non-blank sampled lines that Python's own
@@ -411,8 +412,9 @@ print(f"whole lesson so far: {time.process_time() - t_lesson:.1f} s of CPU time"
 #    line starts with `def`", or "characters since the last `(`") and search for a cell that tracks it.
 #    Is the best cell better than the best untrained one?
 # 5. **Implement nucleus (top-p) sampling.** Keep the smallest set of characters whose probabilities sum
-#    to at least $p$ and renormalise. Add it next to `next_char_probs` and compare the tokenize share at
-#    $p = 0.9$ with top-k = 10 at the same temperature.
+#    to at least $p$ and renormalise. Write it from `sort` and `cumsum`, check it against
+#    `next_token_probs(z, tau, top_p=p)`, then compare the tokenize share of `generate(..., top_p=0.9)`
+#    with top-k = 10 at the same temperature.
 #
 # ## Summary
 #

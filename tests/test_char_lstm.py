@@ -14,8 +14,6 @@ from karpa_lab.models.char_lstm import (
     char_loss,
     generate,
     lstm_step_all_layers,
-    next_char_probs,
-    sample_next,
     window_loss,
 )
 from karpa_lab.models.lstm import lstm_gates_from_torch
@@ -113,29 +111,16 @@ def test_temperature_zero_is_greedy_and_tiny_temperature_matches_it():
     assert torch.equal(cold, greedy)
 
 
-def test_temperature_reshapes_the_distribution():
-    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
-    p1 = next_char_probs(logits, 1.0)
-    torch.testing.assert_close(p1, torch.softmax(logits, -1))
-    entropy = lambda p: float(-(p * p.clamp_min(1e-30).log()).sum())
-    assert entropy(next_char_probs(logits, 0.5)) < entropy(p1) < entropy(next_char_probs(logits, 2.0))
-    torch.testing.assert_close(next_char_probs(logits, 1e6), torch.full((1, 4), 0.25), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError):
-        next_char_probs(logits, -0.1)
-
-
-def test_top_k_restricts_the_support():
+def test_generate_refuses_bad_knobs_and_ids_outside_the_vocabulary():
+    m = model()
+    prompt = torch.tensor([1, 2])
+    for bad in (dict(temperature=-1.0), dict(temperature=float("nan")), dict(top_k=0), dict(top_p=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            generate(m, prompt, 3, **bad)
+    with pytest.raises(ValueError, match=r"\[0, 11\).*vocabulary size is 11"):
+        generate(m, torch.tensor([1, 11]), 3)
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(5, 30, generator=g)
-    top3 = logits.topk(3, dim=-1).indices
-    probs = next_char_probs(logits, 1.5, top_k=3)
-    assert ((probs > 0).sum(-1) == 3).all()
-    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
-    draws = torch.stack([sample_next(logits, 1.5, 3, g) for _ in range(200)], 1)  # (5, 200)
-    assert all(set(draws[r].tolist()) <= set(top3[r].tolist()) for r in range(5))
-    assert all(len(set(draws[r].tolist())) == 3 for r in range(5))  # and every one of the k is reachable
-    torch.testing.assert_close(next_char_probs(logits, 1.0, top_k=30), next_char_probs(logits, 1.0))
-    assert torch.equal(sample_next(logits, 1.0, top_k=1, generator=g), logits.argmax(-1))
+    assert torch.equal(generate(m, prompt, 5, temperature=1e-45, generator=g), generate(m, prompt, 5, temperature=0))
 
 
 def corpus(text: str = "abcdefgh" * 200) -> TextCorpus:

@@ -115,6 +115,36 @@ def test_top_k_one_is_greedy():
     torch.testing.assert_close(model.generate(prompt, 8, top_k=1, generator=g), greedy)
 
 
+def test_generate_refuses_bad_knobs_and_ids_outside_the_vocabulary():
+    model = make()
+    prompt = torch.zeros(1, 2, dtype=torch.long)
+    for bad in (dict(temperature=-1.0), dict(temperature=float("nan")), dict(top_k=0), dict(top_p=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            model.generate(prompt, 3, **bad)
+    for ids in ([[1, V]], [[-1, 2]]):
+        with pytest.raises(ValueError, match=rf"\[0, {V}\) \(the vocabulary size is {V}\)"):
+            model.generate(torch.tensor(ids), 3)
+    with pytest.raises(ValueError, match=f"vocabulary size is {V}"):
+        model(torch.tensor([[V]]))
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-30, 0])
+def test_extreme_temperatures_decode_greedily(temperature):
+    model = make(4)
+    prompt = torch.randint(V, (2, 2))
+    g = torch.Generator().manual_seed(0)
+    greedy = model.generate(prompt, 8, temperature=0)
+    assert torch.equal(model.generate(prompt, 8, temperature=temperature, generator=g), greedy)
+
+
+def test_top_p_sampling_is_seeded_and_cache_independent():
+    model = make(5)
+    prompt = torch.randint(V, (2, 3))
+    outs = [model.generate(prompt, 12, top_p=0.8, use_cache=c, generator=torch.Generator().manual_seed(2))
+            for c in (True, False)]
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_errors_name_the_shapes():
     model = make()
     with pytest.raises(ValueError, match=r"\(batch, time\).*\(16,\)"):

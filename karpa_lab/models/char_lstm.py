@@ -16,8 +16,9 @@ Training data comes in two shapes, each with its ``step_fn`` for :func:`karpa_la
   next. Gradients stop at the batch boundary (the state is *detached*: truncated backpropagation
   through time), but the state itself carries information across it, beyond ``T`` characters.
 
-Sampling (:func:`generate`) draws each character from ``softmax(z_t / temperature)``, restricted to
-the ``top_k`` most likely characters when asked; ``temperature=0`` is the arg-max (greedy decoding).
+Sampling (:func:`generate`) draws each character with :func:`karpa_lab.models.sampling.sample_next`:
+from ``softmax(z_t / temperature)``, restricted to the ``top_k`` most likely characters or the
+``top_p`` nucleus when asked; ``temperature=0`` is the arg-max (greedy decoding).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 
 from karpa_lab.data.text import TextCorpus
 from karpa_lab.models.lstm import lstm_step
+from karpa_lab.models.sampling import check_sampling, check_token_ids, sample_next
 
 State = tuple[torch.Tensor, torch.Tensor]
 DEFAULT_EMBED_DIM = 64
@@ -83,10 +85,8 @@ class CharLSTM(nn.Module):
         if idx.shape[1] == 0:
             raise ValueError(f"CharLSTM: input must have at least one time step, got shape {tuple(idx.shape)}")
         # On a GPU the range check would stall the pipeline at every step; there nn.Embedding's own check fires.
-        if idx.device.type == "cpu" and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.vocab_size):
-            raise ValueError(
-                f"CharLSTM: ids must lie in [0, {self.vocab_size}), got min {int(idx.min())}, max {int(idx.max())}"
-            )
+        if idx.device.type == "cpu":
+            check_token_ids(idx, self.vocab_size, "CharLSTM")
 
     def _check_state(self, state: State, batch: int) -> None:
         expected = (self.num_layers, batch, self.hidden_size)
@@ -97,43 +97,6 @@ class CharLSTM(nn.Module):
                 raise ValueError(
                     f"CharLSTM: state {name} must be (num_layers, batch, hidden) = {expected}, got {tuple(s.shape)}"
                 )
-
-
-def sample_next(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    r"""Draw one id per row from ``softmax(logits / temperature)`` over the ``top_k`` largest logits.
-
-    ``logits`` (B, V) -> ids (B,). ``temperature = 0`` returns the arg-max; ``top_k=None`` keeps all V.
-    """
-    probs = next_char_probs(logits, temperature, top_k)
-    if temperature == 0:
-        return probs.argmax(dim=-1)
-    if generator is not None and generator.device != probs.device:
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def next_char_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
-    r"""The sampling distribution ``p_i = exp(z_i / tau) / sum_{j in K} exp(z_j / tau)`` for ``i`` in the
-    top-k set ``K`` (0 elsewhere). ``logits`` (..., V) -> probabilities (..., V).
-
-    ``tau -> 0`` concentrates all mass on the arg-max (returned exactly for ``tau = 0``); ``tau = 1`` is
-    the model's own distribution; ``tau > 1`` flattens it towards uniform over ``K``.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    vocab = logits.shape[-1]
-    if top_k is not None and not 1 <= top_k:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-    logits = logits.float()
-    if temperature == 0:
-        return F.one_hot(logits.argmax(dim=-1), vocab).float()
-    logits = logits / temperature
-    if top_k is not None and top_k < vocab:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.softmax(logits, dim=-1)
 
 
 def lstm_step_all_layers(model: CharLSTM, idx: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -160,20 +123,24 @@ def generate(
     n: int,
     temperature: float = 1.0,
     top_k: int | None = None,
+    top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue ``prompt_ids`` by ``n`` sampled characters; returns only the new ids.
 
     ``prompt_ids`` (T0,) -> (n,), or a batch (B, T0) -> (B, n). The prompt is read in one call, then one
-    character at a time is sampled and fed back with the carried ``(h, c)``. With the same ``generator``
-    seed the output repeats exactly. The model is put in eval mode for sampling and restored after.
+    character at a time is sampled (:func:`karpa_lab.models.sampling.sample_next`) and fed back with the
+    carried ``(h, c)``. With the same ``generator`` seed the output repeats exactly. The model is put in
+    eval mode for sampling and restored after.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    check_sampling(temperature, top_k, top_p)
     single = prompt_ids.dim() == 1
     idx = prompt_ids[None] if single else prompt_ids
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(f"generate: prompt_ids must be (T0,) or (B, T0) with T0 >= 1, got {tuple(prompt_ids.shape)}")
+    check_token_ids(idx, model.vocab_size, "generate")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -181,7 +148,7 @@ def generate(
     logits = logits[:, -1]
     out = []
     for _ in range(n):
-        nxt = sample_next(logits, temperature, top_k, generator)
+        nxt = sample_next(logits, temperature, top_k, top_p, generator)
         out.append(nxt)
         logits, state = lstm_step_all_layers(model, nxt, state)
     model.train(was_training)

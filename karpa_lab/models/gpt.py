@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karpa_lab.models.attention import causal_mask, merge_heads, scaled_dot_product_attention, split_heads
+from karpa_lab.models.sampling import check_sampling, check_token_ids, sample_next
 
 
 @dataclass
@@ -169,6 +170,9 @@ class GPT(nn.Module):
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        # On a GPU the range check would stall the pipeline at every step; there nn.Embedding's own check fires.
+        if idx.device.type == "cpu":
+            check_token_ids(idx, self.config.vocab_size, "GPT")
         B, T = idx.shape
         start = len(cache) if cache is not None else 0
         if start + T > self.config.block_size:
@@ -207,19 +211,27 @@ class GPT(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Extend ``idx`` (B, T0) by ``max_new_tokens`` sampled tokens; returns (B, T0 + max_new_tokens).
 
-        Each step divides the last logits by ``temperature`` (0: greedy arg-max), keeps the ``top_k``
-        most likely tokens, and samples. With ``use_cache`` the prompt is run once and every later
-        step runs only the new token against the cached keys and values; the result is the same
-        (asserted in the tests) for the same ``generator`` seed. Past ``block_size`` tokens the
-        context is cropped to the last ``block_size``; the learned positions of all the cached
-        tokens then shift by one, so the cache cannot be reused and is rebuilt from the cropped
-        context each step (exactly what the uncached path computes, at its cost).
+        Each step draws from the last logits with :func:`karpa_lab.models.sampling.sample_next`
+        (``temperature`` 0: greedy arg-max; ``top_k``, ``top_p``: keep only the most likely tokens).
+        With ``use_cache`` the prompt is run once and every later step runs only the new token against
+        the cached keys and values; the result is the same (asserted in the tests) for the same
+        ``generator`` seed. Past ``block_size`` tokens the context is cropped to the last
+        ``block_size``; the learned positions of all the cached tokens then shift by one, so the cache
+        cannot be reused and is rebuilt from the cropped context each step (exactly what the uncached
+        path computes, at its cost).
         """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        check_sampling(temperature, top_k, top_p)
+        if idx.dim() != 2 or idx.shape[1] == 0:
+            raise ValueError(f"generate: idx must be (batch, time) token ids with time >= 1, got {tuple(idx.shape)}")
+        check_token_ids(idx, self.config.vocab_size, "generate")
         was_training = self.training
         self.eval()
         bs = self.config.block_size
@@ -232,15 +244,7 @@ class GPT(nn.Module):
             else:
                 cache = KVCache()
                 logits, _ = self(idx[:, -bs:], cache=cache)
-            logits = logits[:, -1, :].float()
-            if temperature == 0:
-                nxt = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
-            idx = torch.cat([idx, nxt], dim=1)
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt[:, None]], dim=1)
         self.train(was_training)
         return idx
