@@ -165,6 +165,46 @@ def test_slerp_keeps_the_norm_and_linear_shrinks_it():
     torch.testing.assert_close(parallel, 1.5 * z0)
 
 
+@pytest.mark.parametrize("zero_end", [0, 1, 2])
+def test_slerp_from_or_to_a_zero_vector_is_the_straight_line(zero_end):
+    z = torch.tensor([3.0, -4.0, 0.5])
+    z0, z1 = {0: (torch.zeros(3), z), 1: (z, torch.zeros(3)), 2: (torch.zeros(3), torch.zeros(3))}[zero_end]
+    ts = torch.linspace(0, 1, 5)
+    path = interpolate_latents(z0, z1, ts, "slerp")
+    assert torch.isfinite(path).all()
+    torch.testing.assert_close(path, interpolate_latents(z0, z1, ts, "linear"))
+
+
+@pytest.mark.parametrize("k", [2, 3, 32])
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_slerp_between_opposite_vectors_turns_half_a_circle(k, scale):
+    z0 = torch.randn(k, generator=torch.Generator().manual_seed(k))
+    z1 = -scale * z0
+    ts = torch.linspace(0, 1, 9)
+    path = interpolate_latents(z0, z1, ts, "slerp")
+    assert torch.isfinite(path).all()
+    torch.testing.assert_close(path[0], z0)
+    torch.testing.assert_close(path[-1], z1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(path.norm(dim=1), (1 - ts) * z0.norm() + ts * z1.norm())  # never through 0
+    mid = path[4]
+    assert abs(float(torch.dot(mid, z0))) < 1e-4 * float(z0.norm() * mid.norm())  # at t = 1/2: perpendicular
+
+
+def test_slerp_in_one_dimension_and_for_parallel_vectors_is_the_line():
+    ts = torch.linspace(0, 1, 5)
+    one_d = interpolate_latents(torch.tensor([2.0]), torch.tensor([-1.0]), ts, "slerp")
+    torch.testing.assert_close(one_d[:, 0], 2.0 - 3.0 * ts)
+    z = torch.tensor([1.0, 2.0, 3.0])
+    torch.testing.assert_close(interpolate_latents(z, 3 * z, ts, "slerp"), (1 + 2 * ts)[:, None] * z)
+
+
+def test_interpolate_latents_refuses_non_finite_fractions():
+    for ts in ([float("nan")], [0.5, float("inf")]):
+        for mode in ("linear", "slerp"):
+            with pytest.raises(ValueError, match="ts must be finite"):
+                interpolate_latents(torch.ones(3), torch.tensor([1.0, -1.0, 0.0]), ts, mode)
+
+
 def test_interpolate_latents_checks_inputs():
     with pytest.raises(ValueError, match=r"\(k,\).*\(3,\) and \(4,\)"):
         interpolate_latents(torch.zeros(3), torch.zeros(4), [0.5])

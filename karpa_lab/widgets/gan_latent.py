@@ -37,12 +37,16 @@ MODES = ("linear", "slerp")
 
 def interpolate_latents(z0: torch.Tensor, z1: torch.Tensor, ts: torch.Tensor | list[float],
                         mode: str = "slerp") -> torch.Tensor:
-    """Latent points (n, k) between ``z0`` and ``z1`` (k,) at the fractions ``ts`` (n,).
+    """Latent points (n, k) between ``z0`` and ``z1`` (k,) at the fractions ``ts`` (n,), which must be finite.
 
     ``"linear"``: (1 - t) z0 + t z1. Its midpoints are shorter than typical z ~ N(0, I) in many
     dimensions (|z| concentrates near sqrt(k)), so they are less typical inputs for the generator.
     ``"slerp"`` (spherical, White 2016): sin((1 - t) w) / sin w * z0 + sin(t w) / sin w * z1 with w the
-    angle between z0 and z1, which keeps the norm close to the ends'.
+    angle between z0 and z1, which keeps the norm close to the ends'. Where w is undefined or sin w is 0
+    the formula divides by zero, so: a zero vector at either end, or parallel ends, give the straight
+    line; opposite ends (w = pi) are joined by half a great circle through the direction of the fewest
+    z0 coordinates, its radius going linearly from |z0| to |z1| (in one dimension, where there is no
+    such circle, the straight line).
     """
     if z0.dim() != 1 or z0.shape != z1.shape:
         raise ValueError(f"z0 and z1 must be vectors (k,) of the same size, got {tuple(z0.shape)} and "
@@ -50,13 +54,32 @@ def interpolate_latents(z0: torch.Tensor, z1: torch.Tensor, ts: torch.Tensor | l
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     t = torch.as_tensor(ts, dtype=z0.dtype).reshape(-1, 1)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"ts must be finite fractions (0 = z0, 1 = z1), got {t.flatten().tolist()}")
     if mode == "linear":
         return (1 - t) * z0 + t * z1
-    cos = torch.dot(z0, z1) / (z0.norm() * z1.norm())
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    if float(omega.sin()) < 1e-6:  # (anti)parallel vectors: the formula divides by ~0; go straight
+    n0, n1 = z0.norm(), z1.norm()
+    if float(n0) == 0 or float(n1) == 0:  # no direction to turn from or to
         return (1 - t) * z0 + t * z1
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / omega.sin()
+    d0, d1 = z0 / n0, z1 / n1
+    # The angle from the chord and its complement: exact near 0 and pi, where arccos of the cosine is not.
+    omega = 2 * torch.atan2((d0 - d1).norm(), (d0 + d1).norm())
+    if float(omega.sin()) >= 1e-6:
+        return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / omega.sin()
+    if float(omega) < 1 or len(z0) == 1:  # parallel: the straight line is the arc
+        return (1 - t) * z0 + t * z1
+    return _half_circle(z0, n0, n1, t)
+
+
+def _half_circle(z0: torch.Tensor, n0: torch.Tensor, n1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """From z0 to the opposite direction, radius |z0| -> |z1|, through a unit vector u perpendicular to z0."""
+    d0 = z0 / n0
+    u = torch.zeros_like(z0)
+    u[d0.abs().argmin()] = 1.0
+    u = u - torch.dot(u, d0) * d0  # Gram-Schmidt: the axis least aligned with z0, made perpendicular
+    u = u / u.norm()
+    radius = (1 - t) * n0 + t * n1
+    return radius * (torch.cos(torch.pi * t) * d0 + torch.sin(torch.pi * t) * u)
 
 
 @torch.no_grad()
