@@ -87,11 +87,39 @@ def test_conv_transpose2d_from_scratch_equals_pytorch(h, stride, padding, k):
                                F.conv_transpose2d(x[:1], w, None, stride, padding))
 
 
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 5), (5, 3), (4, 4), (2, 3)])
+@pytest.mark.parametrize("stride", [1, 2, (1, 3), (3, 2)])
+@pytest.mark.parametrize("padding", [0, 1, (0, 2), (2, 1), (3, 3)])
+def test_conv_transpose2d_any_kernel_stride_and_padding_equals_pytorch_forward_and_backward(kernel, stride, padding):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    s, p = (stride,) * 2 if isinstance(stride, int) else stride, (padding,) * 2 if isinstance(padding, int) else padding
+    size = [(n - 1) * s[i] - 2 * p[i] + kernel[i] for i, n in enumerate((4, 5))]
+    if min(size) < 1:
+        with pytest.raises(ValueError, match="leaves no output"):
+            conv_transpose2d(x, w, b, stride, padding)
+        return
+    mine = conv_transpose2d(x, w, b, stride, padding)
+    ref = F.conv_transpose2d(x, w, b, stride, padding)
+    assert mine.shape == ref.shape == (2, 2, *size)
+    torch.testing.assert_close(mine, ref)
+    upstream = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(mine, (x, w, b), upstream)
+    for got, want in zip(grads, torch.autograd.grad(ref, (x, w, b), upstream)):
+        torch.testing.assert_close(got, want)
+
+
 def test_conv_transpose2d_checks_its_inputs():
     with pytest.raises(ValueError, match=r"x \(1, 2, 3, 3\) and weight \(3, 1, 4, 4\)"):
         conv_transpose2d(torch.zeros(1, 2, 3, 3), torch.zeros(3, 1, 4, 4))
-    with pytest.raises(ValueError, match="padding"):
+    with pytest.raises(ValueError, match="padding 4 leaves no output"):
         conv_transpose2d(torch.zeros(1, 3, 3, 3), torch.zeros(3, 1, 4, 4), padding=4)
+    for bad in (dict(stride=0), dict(stride=(1, 2, 3)), dict(padding=-1), dict(padding=(1, 1.5)), dict(stride=True)):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=rf"{name} must be an int >= \d or a pair of them \(height, width\)"):
+            conv_transpose2d(torch.zeros(1, 3, 3, 3), torch.zeros(3, 1, 4, 4), **bad)
 
 
 @pytest.mark.parametrize("batch", [1, 5])

@@ -74,26 +74,39 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "non_saturating") -> t
 
 
 # --------------------------------------------------------------------------------------------- models
-def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-                     padding: int = 0) -> torch.Tensor:
+def _pair(name: str, value: int | tuple[int, int], least: int) -> tuple[int, int]:
+    """``value`` as (height, width): an int is used for both; each must be an int >= ``least``."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in pair):
+        raise ValueError(f"conv_transpose2d: {name} must be an int >= {least} or a pair of them "
+                         f"(height, width), got {value!r}")
+    return pair
+
+
+def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                     stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0) -> torch.Tensor:
     """A transposed convolution from scratch: an ordinary convolution of an input spread out with zeros.
 
-    x (B, C_in, H, W), weight (C_in, C_out, k, k) in ``nn.ConvTranspose2d``'s layout. Put stride - 1 zeros
-    between neighbouring pixels ((H - 1) * stride + 1 wide), pad k - 1 - padding zeros on every side, and
-    convolve (stride 1) with the kernel flipped in space and its two channel axes swapped. Output
-    (B, C_out, (H - 1) * stride - 2 * padding + k, same for W): the same numbers as ``F.conv_transpose2d``.
+    x (B, C_in, H, W), weight (C_in, C_out, k_h, k_w) in ``nn.ConvTranspose2d``'s layout; ``stride`` and
+    ``padding`` an int or a pair (height, width). Along each axis: put stride - 1 zeros between
+    neighbouring pixels ((H - 1) * stride + 1 wide), pad k - 1 - padding zeros on both sides (a
+    negative amount crops), and convolve (stride 1) with the kernel flipped in space and its two channel
+    axes swapped. Output (B, C_out, (H - 1) * s_h - 2 * p_h + k_h, (W - 1) * s_w - 2 * p_w + k_w): the
+    same numbers as ``F.conv_transpose2d`` (without its ``output_padding``, ``groups`` and ``dilation``).
     """
     if x.dim() != 4 or weight.dim() != 4 or x.shape[1] != weight.shape[0]:
-        raise ValueError(f"conv_transpose2d: need x (B, C_in, H, W) and weight (C_in, C_out, k, k) with the same "
-                         f"C_in, got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
-    k = weight.shape[-1]
-    if not 0 <= padding <= k - 1 or stride < 1:
-        raise ValueError(f"conv_transpose2d: need stride >= 1 and 0 <= padding <= k - 1 = {k - 1}, "
-                         f"got stride {stride}, padding {padding}")
+        raise ValueError(f"conv_transpose2d: need x (B, C_in, H, W) and weight (C_in, C_out, k_h, k_w) with the "
+                         f"same C_in, got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
+    (s_h, s_w), (p_h, p_w) = _pair("stride", stride, 1), _pair("padding", padding, 0)
     b, c, h, w = x.shape
-    spread = x.new_zeros(b, c, (h - 1) * stride + 1, (w - 1) * stride + 1)
-    spread[:, :, ::stride, ::stride] = x
-    spread = F.pad(spread, (k - 1 - padding,) * 4)
+    k_h, k_w = weight.shape[2:]
+    out_h, out_w = (h - 1) * s_h - 2 * p_h + k_h, (w - 1) * s_w - 2 * p_w + k_w
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"conv_transpose2d: padding {padding} leaves no output: (H - 1) * stride - 2 * padding + k "
+                         f"= {out_h} x {out_w} for H x W = {h} x {w}, stride {stride}, kernel {k_h} x {k_w}")
+    spread = x.new_zeros(b, c, (h - 1) * s_h + 1, (w - 1) * s_w + 1)
+    spread[:, :, ::s_h, ::s_w] = x
+    spread = F.pad(spread, (k_w - 1 - p_w, k_w - 1 - p_w, k_h - 1 - p_h, k_h - 1 - p_h))  # (left, right, top, bottom)
     return F.conv2d(spread, weight.flip(2, 3).transpose(0, 1), bias)
 
 
