@@ -40,8 +40,16 @@ import torch
 import torch.nn.functional as F
 
 from karpa_lab import by_scale, fit, seed_everything
-from karpa_lab.models.gan import configure, discriminator_loss, generator_loss, new_playground, play, readout
-from karpa_lab.widgets.gan_playground import playground_arrays, playground_figure, playground_widget
+from karpa_lab.models.gan import discriminator_loss, generator_loss
+from karpa_lab.widgets.gan_playground import (
+    configure,
+    new_playground,
+    play,
+    playground_arrays,
+    playground_figure,
+    playground_widget,
+    readout,
+)
 
 seed_everything(0)
 lesson_start = time.process_time()

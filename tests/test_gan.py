@@ -1,4 +1,5 @@
-"""GAN losses, models, the training step and the 2D playground (karpa_lab.models.gan)."""
+"""GAN losses, models and the training step (karpa_lab.models.gan); the 2D playground's state stepped by them
+(karpa_lab.widgets.gan_playground)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from karpa_lab.models.gan import (
     GANUpdate,
     MLPDiscriminator,
     MLPGenerator,
-    configure,
     conv_transpose2d,
     dcgan_digits,
     discriminator_loss,
@@ -22,10 +22,8 @@ from karpa_lab.models.gan import (
     generator_loss,
     mlp_gan_2d,
     mlp_gan_digits,
-    new_playground,
-    play,
-    readout,
 )
+from karpa_lab.widgets.gan_playground import configure, new_playground, play, readout
 
 
 def _params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -226,7 +224,7 @@ def test_fit_runs_the_gan_update_and_records_both_losses():
     assert int(opt_d_steps) == 10  # two D updates per step
 
 
-# ------------------------------------------------------------------------------------------ playground
+# ------------------------------------------------------------------------------------------ playground state
 def test_play_is_pure_and_deterministic():
     pg = new_playground("ring", seed=3, hidden=16, batch_size=32)
     before = _params(pg.gan)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from karpa_lab import metrics
-from karpa_lab.models.gan import MLPGenerator, configure, new_playground, play, readout
+from karpa_lab.models.gan import MLPGenerator
 from karpa_lab.widgets.gan_latent import (
     interpolate_latents,
     interpolation_figure,
@@ -21,9 +21,13 @@ from karpa_lab.widgets.gan_latent import readout_html as latent_readout_html
 from karpa_lab.widgets.gan_playground import (
     MAX_RUN,
     clip_run,
+    configure,
+    new_playground,
+    play,
     playground_arrays,
     playground_figure,
     playground_widget,
+    readout,
     readout_html,
 )
 

@@ -22,16 +22,12 @@ Models: :class:`MLPGenerator` / :class:`MLPDiscriminator` (2D playground, flatte
 by :class:`GAN` so that ``karpa_lab.fit(gan, data, update_fn=GANUpdate(...))`` trains both.
 :func:`conv_transpose2d` is the DCGAN's upsampling layer from scratch (same numbers as PyTorch's).
 
-The 2D playground of lesson 06: a :class:`Playground` state (data, networks, optimizers, random stream),
-stepped by the pure :func:`play` (D, G or both, N times), re-set by :func:`configure` (learning rates,
-D steps per G step, loss type) and read by :func:`readout` (losses, modes covered), all deterministic
-given the seed of :func:`new_playground`. The widget in ``karpa_lab.widgets.gan_playground`` only wires
-buttons to them.
+The 2D playground of lesson 06 (its state, stepped by ``play``) lives beside its widget, in
+:mod:`karpa_lab.widgets.gan_playground`.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +35,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from karpa_lab.data.synthetic import GaussianMixture2D
 
 LOSSES = ("non_saturating", "saturating")
 
@@ -323,138 +317,3 @@ def gan_optimizers(gan: GAN, lr_d: float = 2e-4, lr_g: float = 2e-4,
     """Adam for D and for G with the DCGAN paper's betas (0.5, 0.999): a shorter momentum memory suits a game."""
     return (torch.optim.Adam(gan.discriminator.parameters(), lr=lr_d, betas=betas),
             torch.optim.Adam(gan.generator.parameters(), lr=lr_g, betas=betas))
-
-
-# --------------------------------------------------------------------------------------------- playground
-ACTIONS = ("d", "g", "both")
-
-
-@dataclass
-class Playground:
-    """Everything a 2D GAN experiment is: the data, both networks, both optimizers, the random stream.
-
-    ``update`` (a :class:`GANUpdate`) holds the optimizers, the loss type and D steps per G step; ``rng``
-    draws both the real batches and the noise, so a run is a function of the seed alone. Train it with
-    ``fit(pg.gan, pg.real_batch, steps=N, update_fn=pg.update)`` (in place) or step it with :func:`play`
-    (which returns a new state and leaves the old one as it was). ``z_eval`` (n_eval, k) and ``x_eval``
-    (n_eval, 2) are fixed noise and real points used for every readout and picture.
-    """
-
-    mixture: GaussianMixture2D
-    gan: GAN
-    update: GANUpdate
-    rng: torch.Generator
-    batch_size: int
-    z_eval: torch.Tensor
-    x_eval: torch.Tensor
-
-    def real_batch(self) -> torch.Tensor:
-        """A batch of real points (batch_size, 2) from the mixture, drawn from this state's ``rng``."""
-        return self.mixture.sample(self.batch_size, generator=self.rng)
-
-    @property
-    def d_updates(self) -> int:
-        """Discriminator updates so far (read from Adam's step counter)."""
-        return _adam_steps(self.update.opt_d)
-
-    @property
-    def g_updates(self) -> int:
-        """Generator updates so far."""
-        return _adam_steps(self.update.opt_g)
-
-
-def _adam_steps(opt: torch.optim.Optimizer) -> int:
-    for state in opt.state.values():
-        if "step" in state:
-            return int(state["step"])
-    return 0
-
-
-def new_playground(
-    data: str | GaussianMixture2D = "ring", seed: int = 0, lr_d: float = 1e-3, lr_g: float = 1e-3, d_steps: int = 1,
-    loss: str = "non_saturating", batch_size: int = 256, hidden: int = 128, latent_dim: int = 2,
-    betas: tuple[float, float] = (0.5, 0.999), n_eval: int = 2000,
-) -> Playground:
-    """A fresh playground: ``data`` is ``"ring"`` (8 Gaussians), ``"grid"`` (5x5) or a ``GaussianMixture2D``;
-    the networks are 2-``hidden``-``hidden`` MLPs (:func:`mlp_gan_2d`), both trained by Adam(``betas``)."""
-    if isinstance(data, str):
-        if data not in ("ring", "grid"):
-            raise ValueError(f"data must be 'ring', 'grid' or a GaussianMixture2D, got {data!r}")
-        data = GaussianMixture2D.ring() if data == "ring" else GaussianMixture2D.grid()
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        gan = mlp_gan_2d(hidden, latent_dim=latent_dim)
-    rng = torch.Generator().manual_seed(seed)
-    evaluation = torch.Generator().manual_seed(10_000 + seed)
-    opt_d, opt_g = gan_optimizers(gan, lr_d, lr_g, betas)
-    return Playground(data, gan, GANUpdate(opt_d, opt_g, loss, d_steps, noise=rng), rng, batch_size,
-                      z_eval=torch.randn(n_eval, latent_dim, generator=evaluation),
-                      x_eval=data.sample(n_eval, generator=evaluation))
-
-
-def configure(pg: Playground, lr_d: float | None = None, lr_g: float | None = None, d_steps: int | None = None,
-              loss: str | None = None) -> Playground:
-    """A copy of ``pg`` with new learning rates, D steps per G step or loss type (``None``: unchanged)."""
-    for name, lr in (("lr_d", lr_d), ("lr_g", lr_g)):
-        if lr is not None and not lr > 0:
-            raise ValueError(f"{name} must be > 0, got {lr}")
-    if loss is not None and loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if d_steps is not None and d_steps < 1:
-        raise ValueError(f"d_steps must be >= 1, got {d_steps}")
-    new = copy.deepcopy(pg)
-    for opt, lr in ((new.update.opt_d, lr_d), (new.update.opt_g, lr_g)):
-        if lr is not None:
-            for group in opt.param_groups:
-                group["lr"] = lr
-    if d_steps is not None:
-        new.update.d_steps = d_steps
-    if loss is not None:
-        new.update.loss = loss
-    return new
-
-
-def play(pg: Playground, action: str = "both", n: int = 1) -> Playground:
-    """Return the state after ``n`` actions, ``pg`` itself untouched (a deep copy is stepped).
-
-    ``"d"``: one discriminator update per action; ``"g"``: one generator update; ``"both"``: one
-    training step, D ``update.d_steps`` times then G once, exactly what ``fit(update_fn=pg.update)`` does.
-    """
-    if action not in ACTIONS:
-        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    new = copy.deepcopy(pg)
-    new.gan.train()
-    for _ in range(n):
-        if action == "g":
-            new.update.g_step(new.gan, new.batch_size)
-        elif action == "d":
-            new.update.d_step(new.gan, new.real_batch())
-        else:
-            new.update(new.gan, new.real_batch())
-    return new
-
-
-@torch.no_grad()
-def readout(pg: Playground, min_share: float = 0.01) -> dict[str, Any]:
-    """The playground's numbers, measured on its fixed evaluation points (no randomness, no training):
-    updates so far, L_D and L_G, mean D on real and fake, modes covered (see ``metrics.mode_coverage``)
-    and the settings."""
-    from karpa_lab.metrics import mode_coverage
-
-    gan = pg.gan
-    fake = gan.generator(pg.z_eval)
-    real_logits, fake_logits = gan.discriminator(pg.x_eval), gan.discriminator(fake)
-    cover = mode_coverage(pg.mixture, fake, min_share=min_share)
-    return {
-        "d_updates": pg.d_updates, "g_updates": pg.g_updates,
-        "d_loss": float(discriminator_loss(real_logits, fake_logits)),
-        "g_loss": float(generator_loss(fake_logits, pg.update.loss)),
-        "d_real": float(torch.sigmoid(real_logits).mean()), "d_fake": float(torch.sigmoid(fake_logits).mean()),
-        "modes": cover["modes"], "of": cover["of"], "quality": cover["quality"],
-        "lr_d": pg.update.opt_d.param_groups[0]["lr"], "lr_g": pg.update.opt_g.param_groups[0]["lr"],
-        "d_steps": pg.update.d_steps, "loss": pg.update.loss,
-    }

@@ -1,15 +1,20 @@
 """The 2D GAN playground (in the spirit of GAN Lab): watch a generator and a discriminator play.
 
-Pure functions first (tested headless), all reading a :class:`karpa_lab.models.gan.Playground`:
+The state first: a :class:`Playground` (data, networks, optimizers, random stream), stepped by the pure
+:func:`play` (D, G or both, N times), re-set by :func:`configure` (learning rates, D steps per G step,
+loss type) and read by :func:`readout` (losses, modes covered), all deterministic given the seed of
+:func:`new_playground`. The networks, losses and training step are those of :mod:`karpa_lab.models.gan`.
+
+Then pure functions of a state (tested headless):
 
 - :func:`playground_arrays`: the numbers behind the picture: real and fake points, the discriminator's
   probability D(x) on a grid, and for a subset of fakes the direction the generator's loss pushes them,
   -dL_G/dx (the "gradient arrows": where each fake sample would like to move);
 - :func:`playground_figure`: a matplotlib ``Figure`` of those arrays;
-- :func:`readout_html`: the text readout of :func:`karpa_lab.models.gan.readout`.
+- :func:`readout_html`: the text readout of :func:`readout`.
 
-Then :func:`playground_widget`, which only wires buttons to :func:`karpa_lab.models.gan.play` and
-:func:`karpa_lab.models.gan.configure` (each click replaces the state by a new one). Structure (stable
+Then :func:`playground_widget`, which only wires buttons to :func:`play` and :func:`configure` (each
+click replaces the state by a new one). Structure (stable
 for browser tests)::
 
     VBox(class "karpa-gan")
@@ -31,16 +36,164 @@ for browser tests)::
 
 from __future__ import annotations
 
+import copy
 import html
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from karpa_lab.models.gan import LOSSES, Playground, configure, generator_loss, new_playground, play, readout
+from karpa_lab.data.synthetic import GaussianMixture2D
+from karpa_lab.metrics import mode_coverage
+from karpa_lab.models.gan import (
+    GAN,
+    LOSSES,
+    GANUpdate,
+    discriminator_loss,
+    gan_optimizers,
+    generator_loss,
+    mlp_gan_2d,
+)
 from karpa_lab.widgets import serialized, show_figure
 
 MAX_RUN = 2000
+
+
+# ------------------------------------------------------------------------------------------ the state
+ACTIONS = ("d", "g", "both")
+
+
+@dataclass
+class Playground:
+    """Everything a 2D GAN experiment is: the data, both networks, both optimizers, the random stream.
+
+    ``update`` (a :class:`GANUpdate`) holds the optimizers, the loss type and D steps per G step; ``rng``
+    draws both the real batches and the noise, so a run is a function of the seed alone. Train it with
+    ``fit(pg.gan, pg.real_batch, steps=N, update_fn=pg.update)`` (in place) or step it with :func:`play`
+    (which returns a new state and leaves the old one as it was). ``z_eval`` (n_eval, k) and ``x_eval``
+    (n_eval, 2) are fixed noise and real points used for every readout and picture.
+    """
+
+    mixture: GaussianMixture2D
+    gan: GAN
+    update: GANUpdate
+    rng: torch.Generator
+    batch_size: int
+    z_eval: torch.Tensor
+    x_eval: torch.Tensor
+
+    def real_batch(self) -> torch.Tensor:
+        """A batch of real points (batch_size, 2) from the mixture, drawn from this state's ``rng``."""
+        return self.mixture.sample(self.batch_size, generator=self.rng)
+
+    @property
+    def d_updates(self) -> int:
+        """Discriminator updates so far (read from Adam's step counter)."""
+        return _adam_steps(self.update.opt_d)
+
+    @property
+    def g_updates(self) -> int:
+        """Generator updates so far."""
+        return _adam_steps(self.update.opt_g)
+
+
+def _adam_steps(opt: torch.optim.Optimizer) -> int:
+    for state in opt.state.values():
+        if "step" in state:
+            return int(state["step"])
+    return 0
+
+
+def new_playground(
+    data: str | GaussianMixture2D = "ring", seed: int = 0, lr_d: float = 1e-3, lr_g: float = 1e-3, d_steps: int = 1,
+    loss: str = "non_saturating", batch_size: int = 256, hidden: int = 128, latent_dim: int = 2,
+    betas: tuple[float, float] = (0.5, 0.999), n_eval: int = 2000,
+) -> Playground:
+    """A fresh playground: ``data`` is ``"ring"`` (8 Gaussians), ``"grid"`` (5x5) or a ``GaussianMixture2D``;
+    the networks are 2-``hidden``-``hidden`` MLPs (:func:`mlp_gan_2d`), both trained by Adam(``betas``)."""
+    if isinstance(data, str):
+        if data not in ("ring", "grid"):
+            raise ValueError(f"data must be 'ring', 'grid' or a GaussianMixture2D, got {data!r}")
+        data = GaussianMixture2D.ring() if data == "ring" else GaussianMixture2D.grid()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gan = mlp_gan_2d(hidden, latent_dim=latent_dim)
+    rng = torch.Generator().manual_seed(seed)
+    evaluation = torch.Generator().manual_seed(10_000 + seed)
+    opt_d, opt_g = gan_optimizers(gan, lr_d, lr_g, betas)
+    return Playground(data, gan, GANUpdate(opt_d, opt_g, loss, d_steps, noise=rng), rng, batch_size,
+                      z_eval=torch.randn(n_eval, latent_dim, generator=evaluation),
+                      x_eval=data.sample(n_eval, generator=evaluation))
+
+
+def configure(pg: Playground, lr_d: float | None = None, lr_g: float | None = None, d_steps: int | None = None,
+              loss: str | None = None) -> Playground:
+    """A copy of ``pg`` with new learning rates, D steps per G step or loss type (``None``: unchanged)."""
+    for name, lr in (("lr_d", lr_d), ("lr_g", lr_g)):
+        if lr is not None and not lr > 0:
+            raise ValueError(f"{name} must be > 0, got {lr}")
+    if loss is not None and loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if d_steps is not None and d_steps < 1:
+        raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+    new = copy.deepcopy(pg)
+    for opt, lr in ((new.update.opt_d, lr_d), (new.update.opt_g, lr_g)):
+        if lr is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr
+    if d_steps is not None:
+        new.update.d_steps = d_steps
+    if loss is not None:
+        new.update.loss = loss
+    return new
+
+
+def play(pg: Playground, action: str = "both", n: int = 1) -> Playground:
+    """Return the state after ``n`` actions, ``pg`` itself untouched (a deep copy is stepped).
+
+    ``"d"``: one discriminator update per action; ``"g"``: one generator update; ``"both"``: one
+    training step, D ``update.d_steps`` times then G once, exactly what ``fit(update_fn=pg.update)`` does.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    new = copy.deepcopy(pg)
+    new.gan.train()
+    for _ in range(n):
+        if action == "g":
+            new.update.g_step(new.gan, new.batch_size)
+        elif action == "d":
+            new.update.d_step(new.gan, new.real_batch())
+        else:
+            new.update(new.gan, new.real_batch())
+    return new
+
+
+@torch.no_grad()
+def readout(pg: Playground, min_share: float = 0.01) -> dict[str, Any]:
+    """The playground's numbers, measured on its fixed evaluation points (no randomness, no training):
+    updates so far, L_D and L_G, mean D on real and fake, modes covered (see ``metrics.mode_coverage``)
+    and the settings."""
+    gan = pg.gan
+    fake = gan.generator(pg.z_eval)
+    real_logits, fake_logits = gan.discriminator(pg.x_eval), gan.discriminator(fake)
+    cover = mode_coverage(pg.mixture, fake, min_share=min_share)
+    return {
+        "d_updates": pg.d_updates, "g_updates": pg.g_updates,
+        "d_loss": float(discriminator_loss(real_logits, fake_logits)),
+        "g_loss": float(generator_loss(fake_logits, pg.update.loss)),
+        "d_real": float(torch.sigmoid(real_logits).mean()), "d_fake": float(torch.sigmoid(fake_logits).mean()),
+        "modes": cover["modes"], "of": cover["of"], "quality": cover["quality"],
+        "lr_d": pg.update.opt_d.param_groups[0]["lr"], "lr_g": pg.update.opt_g.param_groups[0]["lr"],
+        "d_steps": pg.update.d_steps, "loss": pg.update.loss,
+    }
+
+
+# ------------------------------------------------------------------------------------------ the picture
 
 
 def _extent(pg: Playground) -> float:
@@ -109,7 +262,7 @@ def playground_figure(pg: Playground, fig=None, arrays: dict[str, Any] | None = 
 
 
 def readout_html(r: dict[str, Any], note: str = "") -> str:
-    """The HTML readout of :func:`karpa_lab.models.gan.readout`'s dict (markup in the module docstring)."""
+    """The HTML readout of :func:`readout`'s dict (markup in the module docstring)."""
     note_html = f'<br><span class="karpa-gan-note">{html.escape(note)}</span>' if note else ""
     return (
         '<div class="karpa-gan-readout">'

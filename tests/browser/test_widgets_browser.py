@@ -359,8 +359,7 @@ def test_08_attention_layer_head_query(lab):
 
 
 GAN_SETUP = """
-from karpa_lab.models.gan import configure, new_playground, play, readout
-from karpa_lab.widgets.gan_playground import playground_widget, readout_html
+from karpa_lab.widgets.gan_playground import configure, new_playground, play, playground_widget, readout, readout_html
 """
 
 
