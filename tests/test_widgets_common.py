@@ -1,11 +1,12 @@
-"""The two helpers every widget uses: figures as PNGs, and callbacks that never overlap."""
+"""The helpers every widget uses: figures as PNGs (karpa_lab.notebook), and callbacks that never overlap."""
 
 import threading
 import time
 
 from matplotlib.figure import Figure
 
-from karpa_lab.widgets import figure_png, serialized, show_figure
+from karpa_lab.notebook import figure_png
+from karpa_lab.widgets import serialized, show_figure
 
 
 def test_figure_png_is_a_png_of_the_figure():
@@ -65,3 +66,10 @@ def test_serialized_callbacks_never_overlap_and_the_last_reads_the_last_value():
     assert state["max_inside"] == 1
     assert state["shown"] == state["value"]
     assert redraw.__name__ == "redraw"
+
+
+def test_outside_a_kernel_nothing_is_interactive(monkeypatch):
+    from karpa_lab.notebook import in_notebook, is_interactive
+
+    monkeypatch.delenv("KARPA_HEADLESS", raising=False)
+    assert not in_notebook() and not is_interactive()

@@ -2,7 +2,8 @@
 
 Two helpers every widget uses, because a browser is not nbval:
 
-- :func:`show_figure` draws a matplotlib ``Figure`` into an ``ipywidgets.Output`` as a PNG. A bare
+- :func:`show_figure` draws a matplotlib ``Figure`` into an ``ipywidgets.Output`` as a PNG
+  (:func:`karpa_lab.notebook.figure_png`). A bare
   ``display(fig)`` prints ``<Figure size ... with 2 Axes>`` in a fresh kernel where pyplot has not yet
   started the inline backend, which is exactly what a learner who restarts and runs the widget cell sees.
 - :func:`serialized` runs widget callbacks one at a time. JupyterLab 4 may deliver widget messages on a
@@ -14,19 +15,13 @@ Two helpers every widget uses, because a browser is not nbval:
 from __future__ import annotations
 
 import functools
-import io
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from karpa_lab.notebook import figure_png
+
 _CALLBACK_LOCK = threading.RLock()
-
-
-def figure_png(fig: Any, dpi: int = 80) -> bytes:
-    """The figure as PNG bytes, whatever matplotlib backend is active."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def show_figure(out: Any, fig: Any) -> None:

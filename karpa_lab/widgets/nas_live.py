@@ -19,7 +19,7 @@ import numpy as np
 
 from karpa_lab.nas.searchers import SearchTrace
 from karpa_lab.nas.space import count_params
-from karpa_lab.train import is_interactive
+from karpa_lab.notebook import is_interactive
 from karpa_lab.widgets import show_figure
 
 
