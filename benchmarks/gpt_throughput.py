@@ -25,8 +25,6 @@ On a GPU the same script times bf16 autocast steps against a bf16 matmul peak.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import time
 
 import torch
@@ -79,9 +77,8 @@ def training_rate(config: GPTConfig, corpus: TextCorpus, batch: int, steps: int,
         return m(*b)[1]
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
-    with contextlib.redirect_stdout(io.StringIO()):  # fit's end-of-run line
-        fit(model, corpus.batch_fn("train", batch, config.block_size), steps=steps, optimizer=optimizer,
-            step_fn=timed_step, clip_grad=1.0, device=device, progress=False)
+    fit(model, corpus.batch_fn("train", batch, config.block_size), steps=steps, optimizer=optimizer,
+        step_fn=timed_step, clip_grad=1.0, device=device, verbose=False)
     return (len(starts) - 3) / (starts[-1] - starts[2])
 
 

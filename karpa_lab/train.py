@@ -1,7 +1,7 @@
 """The one training loop of the course: ``fit``.
 
 Every lesson trains through ``fit`` so that the loop is written once, tested once and measured once
-(``benchmarks/fit_overhead.py``). One step is the textbook five lines,
+(``benchmarks/fit_overhead.py``). One step is the textbook five lines (:meth:`_Run.plain_step`),
 
     loss = loss_fn(model(x), y)          # under autocast where the device supports it
     optimizer.zero_grad(); loss.backward()
@@ -9,9 +9,14 @@ Every lesson trains through ``fit`` so that the loop is written once, tested onc
     optimizer.step()                     # with the learning rate from the schedule
 
 and around it ``fit`` does what a careful engineer adds and a learner should not have to retype: the
-device, mixed precision, a learning-rate schedule, evaluation, a progress bar and a live loss plot,
-atomic checkpoints with exact resume, a clear error when the loss becomes NaN (leaving the last good
-weights), a Ctrl-C that returns what was trained so far, and DDP when launched with ``torchrun``.
+device, mixed precision, a learning-rate schedule, evaluation, a progress bar and a live loss plot
+(``karpa_lab.reporting``), self-verifying checkpoints with exact resume (``karpa_lab.checkpoint``), a
+clear error when the loss becomes NaN (leaving the last good weights), a Ctrl-C that returns what was
+trained so far, and several processes under ``torchrun`` (``karpa_lab.distributed``).
+
+With ``update_fn`` the caller writes the step (a GAN's D and G updates, DARTS's alpha and weight
+updates) and ``fit`` still gives every optimizer it steps the schedule, the clipping, the gradient norm
+in the history and, under ``torchrun``, gradients averaged over the processes (:class:`_OptimizerSteps`).
 
 Data is either a re-iterable of batches (a ``DataLoader``, cycled epoch after epoch) or a zero-argument
 callable that returns a batch (``lambda: corpus.random_batch("train", 32, 64)``). A batch is ``(x, y)``
@@ -22,25 +27,37 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from karpa_lab import distributed
+from karpa_lab.checkpoint import (
+    CheckpointError,
+    class_name,
+    load_checkpoint,
+    load_optimizer,
+    optimizer_layout,
+    rng_snapshot,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from karpa_lab.device import autocast_dtype, get_device
+from karpa_lab.history import History
+from karpa_lab.notebook import is_interactive
+from karpa_lab.reporting import Reporter
 
-CHECKPOINT_FORMAT = "karpa_lab.checkpoint/1"
+__all__ = ["CheckpointError", "History", "NonFiniteLossError", "accuracy", "default_loss", "evaluate", "fit",
+           "grad_norms", "is_interactive", "load_checkpoint", "save_checkpoint", "to_device", "warmup_cosine"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -49,92 +66,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, history: History):
         super().__init__(message)
         self.history = history
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read, or was written for another model."""
-
-
-# --------------------------------------------------------------------------------------------- history
-@dataclass
-class History:
-    """What happened during training, step by step.
-
-    ``train_loss[i]``, ``lr[i]``, ``grad_norm[i]`` and ``time[i]`` (seconds since the start) belong to
-    step ``steps[i]``; ``extra`` holds any other values a ``step_fn`` returns (a GAN's two losses).
-    ``val`` is one dict per evaluation (``"loss"`` and each metric) made at ``val_steps``.
-    """
-
-    steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    time: list[float] = field(default_factory=list)
-    extra: dict[str, list[float]] = field(default_factory=dict)
-    val_steps: list[int] = field(default_factory=list)
-    val: list[dict[str, float]] = field(default_factory=list)
-    interrupted: bool = False
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    @property
-    def val_loss(self) -> list[float]:
-        return [v["loss"] for v in self.val]
-
-    def metric(self, name: str) -> list[float]:
-        """One validation metric over the evaluations, e.g. ``history.metric("accuracy")``."""
-        return [v[name] for v in self.val]
-
-    @property
-    def steps_per_sec(self) -> float:
-        """Average training speed; the first step (warm-up, allocation) is left out."""
-        if len(self.time) < 3:
-            return float("nan")
-        return (len(self.time) - 2) / max(self.time[-1] - self.time[0], 1e-9)
-
-    def smoothed_loss(self, beta: float = 0.9) -> list[float]:
-        """Exponential moving average of the training loss, bias-corrected as in Adam."""
-        out, avg = [], 0.0
-        for i, value in enumerate(self.train_loss):
-            avg = beta * avg + (1 - beta) * value
-            out.append(avg / (1 - beta ** (i + 1)))
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> History:
-        return cls(**state)
-
-    def draw(self, fig, log: bool = False) -> None:
-        """Draw loss / learning rate / gradient norm panels onto a matplotlib ``fig`` (cleared first)."""
-        fig.clear()
-        ax_loss, ax_lr, ax_gn = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2, 1, 1]})
-        if self.train_loss:
-            ax_loss.plot(self.steps, self.train_loss, color="C0", alpha=0.25, lw=0.8, label="train (per step)")
-            ax_loss.plot(self.steps, self.smoothed_loss(), color="C0", lw=1.5, label="train (smoothed)")
-        if self.val:
-            ax_loss.plot(self.val_steps, self.val_loss, "o-", color="C1", ms=3, label="validation")
-        ax_loss.set(xlabel="step", ylabel="loss", title="loss")
-        if log:
-            ax_loss.set_yscale("log")
-        ax_loss.legend(fontsize=8)
-        ax_lr.plot(self.steps, self.lr, color="C2")
-        ax_lr.set(xlabel="step", title="learning rate")
-        ax_gn.plot(self.steps, self.grad_norm, color="C3", lw=0.8)
-        ax_gn.set(xlabel="step", title="gradient norm")
-        fig.tight_layout()
-
-    def plot(self, log: bool = False):
-        """A figure of the training and validation loss (``log=True`` for a log scale), the learning rate
-        and the gradient norm. Returns the matplotlib ``Figure``."""
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(11, 3.2))
-        self.draw(fig, log=log)
-        return fig
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -200,30 +131,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def is_distributed() -> bool:
-    """True when started by ``torchrun`` with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def is_main_process() -> bool:
-    """Rank 0, or the only process: the one that logs, plots and writes checkpoints."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def is_interactive() -> bool:
-    """A notebook with a person in front of it (not nbval, not ``KARPA_HEADLESS=1``)."""
-    return _in_notebook() and os.environ.get("KARPA_HEADLESS", "0") != "1"
-
-
 # --------------------------------------------------------------------------------------------- data
 class _Batches:
     """Endless batches from a callable or from a re-iterable cycled by epochs, with resumable position."""
@@ -265,11 +172,18 @@ class _Batches:
         return batch
 
     def state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "index": self.index, "epoch_rng": self.epoch_rng}
+        """Where the data stands: epoch, batches used in it, the RNG states its shuffle started from (and
+        the state of a callable that has a ``state_dict``, such as one drawing from its own generator)."""
+        own = self.data.state_dict() if self.from_callable and hasattr(self.data, "state_dict") else None
+        return {"epoch": self.epoch, "index": self.index, "epoch_rng": self.epoch_rng, "callable": own}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replay the epoch's shuffle from its saved RNG states and skip the batches already used."""
-        if self.from_callable or state["epoch_rng"] is None:
+        if self.from_callable:
+            if state.get("callable") is not None and hasattr(self.data, "load_state_dict"):
+                self.data.load_state_dict(state["callable"])
+            return
+        if state["epoch_rng"] is None:
             return
         self.epoch = state["epoch"]
         global_rng, gen_rng = state["epoch_rng"]
@@ -285,207 +199,7 @@ class _Batches:
         torch.set_rng_state(now)
 
 
-def _distributed_loader(loader: Any, rank: int, world: int) -> Any:
-    """The same DataLoader, but each rank reads its own shard through a ``DistributedSampler``."""
-    from torch.utils.data import DataLoader, RandomSampler
-    from torch.utils.data.distributed import DistributedSampler
-
-    if not isinstance(loader, DataLoader):
-        return loader
-    sampler = DistributedSampler(
-        loader.dataset, num_replicas=world, rank=rank, shuffle=isinstance(loader.sampler, RandomSampler)
-    )
-    return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, drop_last=loader.drop_last, pin_memory=loader.pin_memory,
-    )
-
-
-# ----------------------------------------------------------------------------------- checkpoints
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically: to a temporary file beside ``path``, then rename over it.
-
-    A crash or Ctrl-C during the write leaves the previous checkpoint intact, never half a file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
-    """Read a checkpoint written by ``fit`` and, if ``model`` is given, load its weights into it.
-
-    Raises :class:`CheckpointError` with what is wrong and what to do: a missing, truncated or corrupt
-    file, a file that is not a karpa_lab checkpoint, or weights for a different model (the missing,
-    unexpected and mis-shaped parameters are named).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}; check the path (fit writes it where `checkpoint=` says)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: {str(exc)[:200]}). It is probably "
-            "truncated or corrupt (a copy that did not finish?). Use an older checkpoint or start without "
-            "resume_from; fit writes checkpoints atomically, so its own files are never half-written."
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is a PyTorch file but not a karpa_lab checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
-    if model is not None:
-        _load_weights(model, state["model"], path)
-    return state
-
-
-def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in weights and weights[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}")
-        if shapes:
-            parts.append("different shapes: " + "; ".join(shapes[:5]))
-        raise CheckpointError(
-            f"{path} was written for a different model ({', '.join(parts)}). Build the model with the same "
-            "configuration as when the checkpoint was saved, or start a fresh run."
-        )
-    model.load_state_dict(weights)
-
-
-# ------------------------------------------------------------------------------------- reporting
-class _Reporter:
-    """Progress bar, live plot (notebook) or text lines (terminal, nbval), on the main process only."""
-
-    def __init__(self, total: int, start: int, progress: bool, live_plot: bool | None, log_every: int | None):
-        self.enabled = is_main_process()
-        interactive = is_interactive()
-        self.live = self.enabled and (interactive if live_plot is None else live_plot)
-        self.text = self.enabled and not interactive
-        self.log_every = log_every or max(1, total // 10)
-        self.bar = None
-        if self.enabled and progress:
-            if interactive:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-            elif not _in_notebook() and os.isatty(2):
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-        self.fig = self.handle = None
-        self.last_draw, self.last_logged = 0.0, -1
-
-    def step(self, step: int, total: int, history: History) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if step % 25 == 0 and history.train_loss:
-                self.bar.set_postfix(loss=f"{history.train_loss[-1]:.4g}", refresh=False)
-        due = (step + 1) % self.log_every == 0 or step + 1 == total
-        fresh = history.steps and history.steps[-1] != self.last_logged  # values arrive at each sync
-        if self.text and self.bar is None and due and fresh:
-            self.last_logged = history.steps[-1]
-            lr = history.lr[-1]  # nan with an update_fn: its optimizers are its own, fit does not know the rate
-            lr_part = f"lr {lr:.2e} | " if math.isfinite(lr) else ""
-            print(f"step {history.steps[-1] + 1:>6}/{total} | loss {history.train_loss[-1]:.4f} | "
-                  f"{lr_part}{history.steps_per_sec:7.1f} steps/s", flush=True)
-        if self.live and time.perf_counter() - self.last_draw > 1.0:
-            self.draw(history)
-
-    def evaluated(self, step: int, values: dict[str, float]) -> None:
-        if self.enabled and (self.text or self.bar is None):
-            print(f"  eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
-
-    def draw(self, history: History) -> None:
-        """Render the figure to PNG and show it in one display slot, replaced at every update.
-
-        A PNG (not the Figure object) so that it shows in any front end, whether or not pyplot's inline
-        backend was loaded; not a pyplot figure, so the notebook does not also show it a second time.
-        """
-        from IPython.display import Image, display
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        from karpa_lab.widgets import figure_png
-
-        if self.fig is None:
-            self.fig = Figure(figsize=(11, 3.2))
-            FigureCanvasAgg(self.fig)
-        history.draw(self.fig)
-        image = Image(data=figure_png(self.fig), format="png")
-        if self.handle is None:
-            self.handle = display(image, display_id=True)
-        else:
-            self.handle.update(image)
-        self.last_draw = time.perf_counter()
-
-    def close(self, history: History) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.live and history.train_loss:
-            self.draw(history)
-
-
-class _DeferSigint:
-    """Hold a Ctrl-C until the current step ends, so the weights are never half-updated.
-
-    A second Ctrl-C interrupts at once, as a user pressing it twice expects.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.getsignal(signal.SIGINT)
-
-            def handler(signum, frame):
-                if self.requested:
-                    raise KeyboardInterrupt
-                self.requested = True
-
-            signal.signal(signal.SIGINT, handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
-
-
-# --------------------------------------------------------------------------------------------- fit
+# ------------------------------------------------------------------------------------- the step
 def evaluate(
     model: nn.Module,
     data: Any,
@@ -570,6 +284,386 @@ def _run_step(model, batch, loss_fn, step_fn, metrics) -> tuple[dict[str, torch.
     return values, y.shape[0] if y.dim() > 0 else 1
 
 
+# ------------------------------------------------------------------------------------- interrupts
+class _DeferSigint:
+    """Hold a Ctrl-C until the current step ends, so the weights are never half-updated.
+
+    A second Ctrl-C interrupts at once, as a user pressing it twice expects, except inside a
+    :meth:`critical` section (an optimizer step, a checkpoint write), which always runs to its end.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        self.depth = 0
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested and self.depth == 0:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def critical(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+# ------------------------------------------------------------------------------------- update_fn mode
+class _OptimizerSteps:
+    """While an ``update_fn`` runs, give each optimizer step of ``model``'s parameters what fit's own
+    step has: the learning rate of the schedule, gradients averaged across ``torchrun`` processes,
+    clipping to ``clip_grad`` (or only the norm measured), and no Ctrl-C half-way through the step.
+
+    It works through PyTorch's global optimizer step hooks, active only inside :meth:`active`.
+    Optimizers of other parameters are left alone.
+    """
+
+    def __init__(self, model: nn.Module, schedule, clip_grad: float | None, sigint: _DeferSigint):
+        self.ids = {id(p) for p in model.parameters()}
+        self.schedule, self.clip_grad, self.sigint = schedule, clip_grad, sigint
+        self.averaging = distributed.world()[1] > 1
+        self.step, self.stepped, self.norms, self.lr = 0, 0, [], float("nan")
+        self._ours: dict[int, bool] = {}
+        self._section = None
+
+    def begin(self, step: int) -> None:
+        self.step, self.stepped, self.norms, self.lr = step, 0, [], float("nan")
+
+    def _before(self, optimizer, args, kwargs) -> None:
+        if not self._ours.setdefault(id(optimizer), any(id(p) in self.ids for g in optimizer.param_groups
+                                                          for p in g["params"])):
+            return
+        self._section = self.sigint.critical()
+        self._section.__enter__()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if self.schedule is not None:
+            _set_lr(optimizer, self.schedule(self.step))
+        if self.stepped == 0:
+            self.lr = optimizer.param_groups[0]["lr"]
+        if self.averaging:
+            distributed.average_gradients(params)
+        if self.clip_grad is not None:
+            self.norms.append(torch.nn.utils.clip_grad_norm_(params, self.clip_grad))
+        else:
+            self.norms.extend(grad_norms(params))
+
+    def _after(self, optimizer, args, kwargs) -> None:
+        if self._ours.get(id(optimizer)) and self._section is not None:
+            self.stepped += 1
+            self._section.__exit__(None, None, None)
+            self._section = None
+
+    @contextmanager
+    def active(self):
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        handles = [register_optimizer_step_pre_hook(self._before), register_optimizer_step_post_hook(self._after)]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> None:
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = group["initial_lr"] * multiplier
+
+
+# ------------------------------------------------------------------------------------- arguments
+def _positive_int(name: str, value: Any, hint: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}: {hint}")
+
+
+def _check_arguments(steps, epochs, step_fn, update_fn, optimizer, loss_fn, lr, clip_grad, schedule,
+                     checkpoint, save_every, eval_every, eval_batches, sync_every, log_every) -> None:
+    """Refuse, with the reason and the fix, every argument that would train silently wrong."""
+    if (steps is None) == (epochs is None):
+        raise ValueError("give exactly one of steps= or epochs=")
+    _positive_int("steps", steps, "the number of optimizer steps to take (e.g. steps=500)")
+    _positive_int("epochs", epochs, "the number of passes over the data (e.g. epochs=3)")
+    for name, value in (("save_every", save_every), ("eval_every", eval_every), ("eval_batches", eval_batches),
+                        ("sync_every", sync_every), ("log_every", log_every)):
+        _positive_int(name, value, "a count of steps or batches; leave it out for the default")
+    if step_fn is not None and update_fn is not None:
+        raise ValueError("give step_fn (fit does backward and the optimizer step) or update_fn (you do), not both")
+    if update_fn is not None and (optimizer is not None or loss_fn is not None):
+        raise ValueError("with an update_fn, your function computes its losses and steps its own optimizers: "
+                         "leave out optimizer= and loss_fn= (fit still applies schedule= and clip_grad= to them)")
+    if clip_grad is not None and not (isinstance(clip_grad, (int, float)) and math.isfinite(clip_grad)
+                                      and clip_grad > 0):
+        raise ValueError(f"clip_grad must be a positive gradient norm such as 1.0 (or None to only measure the "
+                         f"norm), got {clip_grad!r}: 0 would stop training and a negative value reverses the "
+                         "gradient, so the loss climbs")
+    if update_fn is None and optimizer is None and not (isinstance(lr, (int, float)) and math.isfinite(lr)
+                                                        and lr > 0):
+        raise ValueError(f"lr must be a positive learning rate such as 1e-3, got {lr!r}")
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be a function step -> multiplier (e.g. warmup_cosine(100, 1000)), "
+                        f"got {type(schedule).__name__}")
+    if save_every is not None and checkpoint is None:
+        raise ValueError("save_every= needs checkpoint= (the file to write), e.g. checkpoint='runs/model.ckpt'")
+    if update_fn is not None and checkpoint is not None and not hasattr(update_fn, "state_dict"):
+        raise ValueError("checkpoint= with an update_fn saves the update_fn's optimizers through its "
+                         "state_dict() and load_state_dict() (GANUpdate and DartsSearch have both): give your "
+                         "update_fn these two methods, or train without checkpoint=")
+
+
+def _total_steps(steps: int | None, epochs: int | None, data: Any) -> int:
+    if epochs is None:
+        return steps
+    if not hasattr(data, "__len__"):
+        raise ValueError("epochs= needs data with a length (a DataLoader); use steps= with a callable")
+    if len(data) == 0:
+        raise ValueError("data has no batches (its length is 0): the dataset is empty, or smaller than one batch "
+                         "with drop_last=True. Check the dataset, or lower batch_size")
+    return epochs * len(data)
+
+
+def _autocast_for(device: torch.device, amp: bool | None, update_fn) -> torch.dtype | None:
+    """The autocast dtype, or None. float16 needs a GradScaler on each loss before its backward, which
+    fit cannot apply inside an update_fn: there the default trains in float32, and amp=True is refused."""
+    dtype = autocast_dtype(device) if amp is not False else None
+    if dtype == torch.float16 and update_fn is not None:
+        if amp:
+            raise ValueError(f"amp=True with an update_fn on {device}: float16 autocast needs a GradScaler on "
+                             "each loss before its backward, and your update_fn calls backward itself. Use "
+                             "amp=None (float32 here) or a device with bfloat16, or drop update_fn")
+        return None
+    return dtype
+
+
+# ------------------------------------------------------------------------------------- one run
+class _Run:
+    """One call of ``fit``: what it trains, where it stands, the values waiting to be read from the device."""
+
+    def __init__(self, model: nn.Module, optimizer, update_fn, device: torch.device, steps: int, *, loss_fn,
+                 step_fn, metrics, schedule, clip_grad, amp, sync_every, checkpoint, reporter, sigint):
+        self.model, self.optimizer, self.update_fn, self.device, self.steps = model, optimizer, update_fn, device, steps
+        self.loss_fn, self.step_fn, self.metrics = loss_fn, step_fn, metrics
+        self.schedule, self.clip_grad, self.checkpoint = schedule, clip_grad, checkpoint
+        self.reporter, self.sigint = reporter, sigint
+        self.amp_dtype = _autocast_for(device, amp, update_fn)
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 else None
+        self.sync_every = sync_every or (16 if device.type == "cuda" else 1)
+        self.read_at_once = device.type != "cpu"
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer_steps = _OptimizerSteps(model, schedule, clip_grad, sigint) if update_fn else None
+        self.history, self.start, self.completed = History(), 0, 0
+        # (step, loss, per-parameter gradient norms, other values, learning rate, time), read at the next flush
+        self.pending: list[tuple[int, torch.Tensor, list[torch.Tensor], dict, float, float]] = []
+        self.last_good: tuple[int, float] | None = None
+        self.keep_snapshots = self.sync_every > 1 or update_fn is not None
+        self.snapshot, self.snapshot_step = None, 0
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    def autocast(self):
+        # Entering a disabled torch.autocast still costs ~10 us a step, which shows on sub-millisecond steps.
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+
+    # ------------------------------------------------------------------------- the two kinds of step
+    def plain_step(self, net: nn.Module, batch: Any, step: int) -> None:
+        """The textbook step; the update is applied only after the NaN check of :meth:`record`."""
+        if self.schedule is not None:
+            _set_lr(self.optimizer, self.schedule(step))
+        with self.autocast():
+            values, _ = _run_step(net, batch, self.loss_fn, self.step_fn, self.metrics if self.step_fn else None)
+        loss = values.pop("loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.clip_grad is not None:
+            norms = [torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad)]
+        else:
+            norms = grad_norms(self.params)
+        with self.sigint.critical():
+            self.record(step, loss.detach(), norms, values, self.optimizer.param_groups[0]["lr"])
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+
+    def update_step(self, batch: Any, step: int) -> None:
+        """``update_fn(model, batch)`` steps its own optimizers (each through :class:`_OptimizerSteps`)."""
+        self.optimizer_steps.begin(step)
+        with self.autocast():
+            out = self.update_fn(self.model, batch)
+        if not isinstance(out, dict) or not out:
+            raise TypeError("update_fn must return a dict of values such as {'loss': loss}, got "
+                            f"{type(out).__name__}")
+        values = {k: v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for k, v in out.items()}
+        loss = values.pop("loss" if "loss" in values else next(iter(values)))
+        if distributed.world()[1] > 1 and any(True for _ in self.model.buffers()):
+            distributed.broadcast_state(self.model, buffers_only=True)  # BatchNorm statistics, as DDP does
+        with self.sigint.critical():
+            self.record(step, loss, self.optimizer_steps.norms, values, self.optimizer_steps.lr)
+
+    # ------------------------------------------------------------------------- values and NaN
+    def record(self, step: int, loss, norms, values, lr: float) -> None:
+        values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        self.pending.append((step, loss, norms, values, lr, time.perf_counter() - self.t0))
+        if len(self.pending) >= self.sync_every or step + 1 == self.steps:
+            self.flush(step)  # before the optimizer step: a NaN step is never applied
+
+    def flush(self, weights_at: int) -> None:
+        """Read pending values from the device; on a NaN, restore the last good weights and raise.
+        ``weights_at``: the step whose start the model's weights are at now (kept as the last good copy)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        losses = _to_floats([p[1] for p in pending], self.read_at_once)
+        all_norms = iter(_to_floats([n for p in pending for n in p[2]], self.read_at_once))
+        h = self.history
+        for (step, _, norms, extra, lr, t), loss in zip(pending, losses):
+            norm = math.hypot(*itertools.islice(all_norms, len(norms)))
+            if not math.isfinite(loss) or (self.scaler is None and not math.isfinite(norm)):
+                self._fail(step, loss, norm)
+            h.steps.append(step)
+            h.train_loss.append(loss)
+            h.grad_norm.append(norm)
+            h.lr.append(lr)
+            h.time.append(t)
+            for k, v in extra.items():
+                h.extra.setdefault(k, []).append(float(v))
+            self.last_good = (step, loss)
+        if self.keep_snapshots:
+            self.snapshot, self.snapshot_step = _copy_state(self.model), weights_at
+
+    def _fail(self, step: int, loss: float, norm: float) -> None:
+        if self.snapshot is not None:
+            self.model.load_state_dict(self.snapshot)
+            kept = (f"The model was restored to its weights at the start of step {self.snapshot_step}, the last "
+                    f"check (sync_every={self.sync_every}); later updates were dropped.")
+        else:
+            kept = f"The model keeps its last good weights: the update of step {step} was not applied."
+        what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
+        before = (f"last finite loss {self.last_good[1]:.4g} at step {self.last_good[0]}" if self.last_good
+                  else "at the very first step, so no loss was ever finite: check the input and the initial weights")
+        raise NonFiniteLossError(
+            f"{what} at step {step} ({before}). {kept} The history of {len(self.history)} finite steps is in this "
+            "error's .history. Usual causes: a learning rate too high (try 3-10x lower), no gradient clipping "
+            "(clip_grad=1.0), log(0) or division by zero in a hand-written loss, or NaN in the input "
+            "(torch.isfinite(x).all()).",
+            self.history,
+        )
+
+    # ------------------------------------------------------------------------- checkpoints
+    def resume(self, path: str | Path, batches: _Batches) -> None:
+        """Continue from a checkpoint: weights, optimizer(s), history, data position, random generators."""
+        state = load_checkpoint(path, self.model)
+        if self.optimizer is not None:
+            load_optimizer(Path(path), self.optimizer, state.get("optimizer"), state.get("optimizer_layout"))
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.update_fn is not None and hasattr(self.update_fn, "load_state_dict"):
+            if state.get("update_fn") is None:
+                raise CheckpointError(f"{path} holds no update_fn state: it was written by a run without update_fn")
+            try:
+                self.update_fn.load_state_dict(state["update_fn"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise CheckpointError(f"{path}: the saved update_fn state does not fit this update_fn ({exc})") from exc
+        self.history = History.from_state_dict(state["history"])
+        self.history.interrupted = False
+        self.start = self.completed = state["step"]
+        batches.restore(state["data"])
+        set_rng_state(state["rng"])
+        if self.start >= self.steps:
+            self.reporter.say(f"checkpoint {path} is already at step {self.start} >= steps={self.steps}: nothing to do")
+
+    def write_checkpoint(self, step: int, data_state: dict, rng: tuple | None = None) -> None:
+        if self.checkpoint is None or not distributed.is_main_process():
+            return
+        with self.sigint.critical():
+            save_checkpoint(self.checkpoint, {
+                "step": step, "model": self.model.state_dict(), "model_class": class_name(self.model),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "optimizer_layout": optimizer_layout(self.optimizer) if self.optimizer is not None else None,
+                "update_fn": self.update_fn.state_dict() if hasattr(self.update_fn, "state_dict") else None,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "history": self.history.state_dict(), "rng": rng_state(rng), "data": data_state,
+            })
+
+    # ------------------------------------------------------------------------- the loop
+    def train(self, net: nn.Module, batches: _Batches, val_data, eval_every: int, eval_batches, save_every) -> None:
+        """Steps ``start .. steps-1``; on Ctrl-C, a checkpoint at the last whole step, exact to resume from."""
+        self.t0 = time.perf_counter() - (self.history.time[-1] if self.history.time else 0.0)
+        if self.keep_snapshots:
+            self.snapshot, self.snapshot_step = _copy_state(self.model), self.start
+        exact = self.checkpoint is not None  # the state before each step is kept only when it can be saved
+        boundary, step = None, self.start
+        net.train()
+        try:
+            for step in range(self.start, self.steps):
+                boundary = (batches.state(), rng_snapshot()) if exact else None
+                batch = to_device(batches.next(), self.device)
+                if self.update_fn is None:
+                    self.plain_step(net, batch, step)
+                else:
+                    self.update_step(batch, step)
+                self.completed = step + 1
+                self.reporter.step(step, self.steps, self.history)
+                if val_data is not None and (self.completed % eval_every == 0 or self.completed == self.steps):
+                    self.flush(self.completed)
+                    values = evaluate(net, val_data, self.loss_fn, self.step_fn, self.metrics, eval_batches,
+                                      self.device)
+                    self.history.val_steps.append(self.completed)
+                    self.history.val.append(values)
+                    self.reporter.evaluated(self.completed, values)
+                if save_every and self.completed % save_every == 0 and self.completed < self.steps:
+                    self.flush(self.completed)
+                    self.write_checkpoint(self.completed, batches.state())
+                if self.sigint.requested:
+                    raise KeyboardInterrupt
+            self.flush(self.steps)
+            self.write_checkpoint(self.steps, batches.state())
+        except KeyboardInterrupt:
+            self.interrupted(step, batches, boundary)
+
+    def interrupted(self, step: int, batches: _Batches, boundary: tuple | None) -> None:
+        """Keep every whole step; a step cut short is undone (its batch and random draws are given back)."""
+        self.pending = [p for p in self.pending if p[0] < self.completed]  # a step cut short left no record
+        self.flush(self.completed)
+        self.history.interrupted = True
+        half_applied = self.optimizer_steps is not None and self.completed == step and self.optimizer_steps.stepped
+        where = ""
+        if self.checkpoint is not None and half_applied:
+            where = (f"; no checkpoint for it: step {step} was cut inside update_fn after an optimizer had "
+                     "stepped, so the weights are half-updated (the checkpoint on disk is the last whole one)")
+        elif self.checkpoint is not None:
+            data_state, rng = (batches.state(), None) if self.completed > step else boundary
+            self.write_checkpoint(self.completed, data_state, rng)
+            where = f" and to {self.checkpoint} (resume with resume_from=)"
+        self.reporter.say(f"\nInterrupted after {len(self.history)} steps: the model keeps what it learned{where}; "
+                          "the History so far is returned.")
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------- fit
 def fit(
     model: nn.Module,
     data: Any,
@@ -588,8 +682,9 @@ def fit(
     schedule: Callable[[int], float] | None = None,
     clip_grad: float | None = None,
     device: torch.device | str | None = None,
-    amp: bool = True,
+    amp: bool | None = None,
     sync_every: int | None = None,
+    verbose: bool = True,
     progress: bool = True,
     live_plot: bool | None = None,
     log_every: int | None = None,
@@ -601,7 +696,8 @@ def fit(
 
     Args:
         model: any ``nn.Module``; moved to ``device`` (default :func:`karpa_lab.get_device`).
-        data: a re-iterable of batches (DataLoader; cycled) or a zero-argument callable returning one.
+        data: a re-iterable of batches (DataLoader; cycled) or a zero-argument callable returning one
+            (one with ``state_dict``/``load_state_dict`` has its own random state checkpointed too).
         steps / epochs: how long; give one (epochs need a data source with a length).
         optimizer: default ``AdamW(model.parameters(), lr=lr)``.
         loss_fn: ``loss_fn(model(x), y)``; default cross-entropy for integer targets, else MSE.
@@ -609,212 +705,58 @@ def fit(
             values to record (for batches that are not ``(x, y)``, or models with state between steps).
         update_fn: ``update_fn(model, batch)`` that does its own backward passes and optimizer steps
             (a GAN's alternating D and G updates) and returns a dict of values; its ``"loss"`` entry, or
-            its first entry, is the one logged as the training loss.
+            its first entry, is the one logged as the training loss. Every optimizer it steps on the
+            model's parameters gets ``schedule``, ``clip_grad`` and, under ``torchrun``, averaged gradients.
         val_data, eval_every, eval_batches, metrics: validation every ``eval_every`` steps (default ten
             times a run) with ``metrics`` such as ``{"accuracy": karpa_lab.accuracy}``.
         schedule: learning-rate multiplier ``step -> float``, e.g. :func:`warmup_cosine`.
-        clip_grad: clip the global gradient norm to this value (``None``: measure only).
+        clip_grad: clip the global gradient norm to this positive value (``None``: measure only).
         amp: autocast to bf16/fp16 where the device supports it (never on a CPU); fp16 gets a GradScaler.
+            ``None`` (default) does so where it is safe (not fp16 with an ``update_fn``); ``False`` never.
         sync_every: read the loss from the device every N steps (1 on CPU; 16 on CUDA, where a read
             stalls the GPU pipeline). NaNs are detected at these reads.
+        verbose: ``False`` prints and draws nothing at all.
         progress, live_plot, log_every: a progress bar and an in-place loss plot in a notebook; plain
             text lines every ``log_every`` steps in a terminal or under nbval (``KARPA_HEADLESS=1``).
-        checkpoint, save_every, resume_from: write an atomic checkpoint to ``checkpoint`` every
+        checkpoint, save_every, resume_from: write a verified checkpoint to ``checkpoint`` every
             ``save_every`` steps, at the end and on Ctrl-C; ``resume_from`` continues a run exactly.
 
     Ctrl-C stops after the current step and returns the History so far (``history.interrupted`` is
     True; the model keeps its weights). A NaN or infinite loss raises :class:`NonFiniteLossError`
     naming the step and the last finite loss, with the model left at its last good weights.
     """
-    if (steps is None) == (epochs is None):
-        raise ValueError("give exactly one of steps= or epochs=")
-    if step_fn is not None and update_fn is not None:
-        raise ValueError("give step_fn (fit does backward and the optimizer step) or update_fn (you do), not both")
+    _check_arguments(steps, epochs, step_fn, update_fn, optimizer, loss_fn, lr, clip_grad, schedule,
+                     checkpoint, save_every, eval_every, eval_batches, sync_every, log_every)
     device = torch.device(device) if device is not None else get_device()
-
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    net = model.to(device)
-    if world > 1:
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-            model.to(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        data = _distributed_loader(data, rank, world)
-        if update_fn is None:
-            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        torch.manual_seed(torch.initial_seed() + rank)  # different random batches on each rank
-
-    if epochs is not None:
-        if not hasattr(data, "__len__"):
-            raise ValueError("epochs= needs data with a length (a DataLoader); use steps= with a callable")
-        steps = epochs * len(data)
-    assert steps is not None
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
-
+    rank, world_size = distributed.world()
+    if world_size > 1:
+        device = distributed.init(device)
+        data = distributed.shard(data, rank, world_size)
+    model.to(device)
+    steps = _total_steps(steps, epochs, data)
     if update_fn is None and optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    if optimizer is not None:
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-    amp_dtype = autocast_dtype(device) if amp else None
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 and update_fn is None else None
-    sync_every = sync_every or (16 if device.type == "cuda" else 1)
-    eval_every = eval_every or max(1, steps // 10)
-
-    history, start = History(), 0
     batches = _Batches(data)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model)
-        if optimizer is not None and state.get("optimizer") is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        history = History.from_state_dict(state["history"])
-        history.interrupted = False
-        start = state["step"]
-        batches.restore(state["data"])
-        _set_rng_state(state["rng"])
-        if start >= steps and is_main_process():
-            print(f"checkpoint {resume_from} is already at step {start} >= steps={steps}: nothing to do")
-
-    def write_checkpoint(step: int) -> None:
-        if checkpoint is None or not is_main_process():
-            return
-        save_checkpoint(checkpoint, {
-            "step": step, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "history": history.state_dict(), "rng": _rng_state(), "data": batches.state(),
-        })
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    reporter = _Reporter(steps, start, progress, live_plot, log_every)
-    # (step, loss, per-parameter gradient norms, other values, learning rate, time), read at the next flush
-    pending: list[tuple[int, torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor], float, float]] = []
-    last_good = {"step": start - 1, "loss": history.train_loss[-1] if history.train_loss else float("nan")}
-    snapshot, snapshot_step = None, start
-    t0 = time.perf_counter() - (history.time[-1] if history.time else 0.0)
-    read_at_once = device.type != "cpu"
-
-    def good_copy() -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def flush(step_now: int) -> None:
-        """Read pending values from the device; on a NaN, restore the last good weights and raise."""
-        nonlocal snapshot, snapshot_step
-        if not pending:
-            return
-        losses = _to_floats([p[1] for p in pending], read_at_once)
-        all_norms = iter(_to_floats([n for p in pending for n in p[2]], read_at_once))
-        for (step, _, norms, extra, lr_now, t), loss in zip(pending, losses):
-            norm = math.hypot(*itertools.islice(all_norms, len(norms)))
-            bad_norm = scaler is None and not math.isfinite(norm)
-            if not math.isfinite(loss) or bad_norm:
-                pending.clear()
-                if snapshot is not None:
-                    model.load_state_dict(snapshot)
-                    kept = (f"The model was restored to its weights at the start of step {snapshot_step}, the "
-                            f"last check (sync_every={sync_every}); later updates were dropped.")
-                else:
-                    kept = f"The model keeps its last good weights: the update of step {step} was not applied."
-                what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
-                raise NonFiniteLossError(
-                    f"{what} at step {step} (last finite loss {last_good['loss']:.4g} at step {last_good['step']}). "
-                    f"{kept} The history of {len(history)} finite steps is in this error's .history. Usual causes: a "
-                    "learning rate too high (try 3-10x lower), no gradient clipping (clip_grad=1.0), log(0) "
-                    "or division by zero in a hand-written loss, or NaN in the input (torch.isfinite(x).all()).",
-                    history,
-                )
-            history.steps.append(step)
-            history.train_loss.append(loss)
-            history.grad_norm.append(norm)
-            history.lr.append(lr_now)
-            history.time.append(t)
-            for k, v in extra.items():
-                history.extra.setdefault(k, []).append(float(v))
-            last_good.update(step=step, loss=loss)
-        pending.clear()
-        if sync_every > 1 or update_fn is not None:
-            snapshot, snapshot_step = good_copy(), step_now
-
-    if sync_every > 1 or update_fn is not None:
-        snapshot = good_copy()
-    net.train()
-    step = start
-    # Entering a disabled torch.autocast still costs ~10 us a step, which shows on sub-millisecond steps.
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext
     with _DeferSigint() as sigint:
+        reporter = Reporter(steps, progress, live_plot, log_every, verbose)
+        run = _Run(model, optimizer, update_fn, device, steps, loss_fn=loss_fn, step_fn=step_fn, metrics=metrics,
+                   schedule=schedule, clip_grad=clip_grad, amp=amp, sync_every=sync_every, checkpoint=checkpoint,
+                   reporter=reporter, sigint=sigint)
+        if resume_from is not None:
+            run.resume(resume_from, batches)
+        reporter.begin(run.start)
+        net = model
+        if world_size > 1:
+            torch.manual_seed(torch.initial_seed() + rank)  # different random draws (dropout, noise) on each rank
+            net = distributed.wrap(model, device) if update_fn is None else model
+            if update_fn is not None:
+                distributed.broadcast_state(model)  # what DDP's constructor does: every rank starts from rank 0's
         try:
-            for step in range(start, steps):
-                batch = to_device(batches.next(), device)
-                lr_now = float("nan")
-                if update_fn is not None:
-                    out = update_fn(model, batch)
-                    values = {k: (v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
-                              for k, v in out.items()}
-                    key = "loss" if "loss" in values else next(iter(values))
-                    loss, norms = values.pop(key), []
-                else:
-                    if schedule is not None:
-                        mult = schedule(step)
-                        for group in optimizer.param_groups:
-                            group["lr"] = group["initial_lr"] * mult
-                    lr_now = optimizer.param_groups[0]["lr"]
-                    with autocast():
-                        values, _ = _run_step(net, batch, loss_fn, step_fn, metrics if step_fn else None)
-                    loss = values.pop("loss")
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)
-                    else:
-                        loss.backward()
-                    if clip_grad is not None:
-                        norms = [torch.nn.utils.clip_grad_norm_(params, clip_grad)]
-                    else:
-                        norms = grad_norms(params)
-                    loss = loss.detach()
-                    values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
-                pending.append((step, loss, norms, values, lr_now, time.perf_counter() - t0))
-                if len(pending) >= sync_every or step + 1 == steps:
-                    flush(step)  # before the optimizer step: a NaN step is never applied
-                if update_fn is None:
-                    if scaler is not None:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                reporter.step(step, steps, history)
-                if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-                    flush(step)
-                    values = evaluate(net, val_data, loss_fn, step_fn, metrics, eval_batches, device)
-                    history.val_steps.append(step + 1)
-                    history.val.append(values)
-                    reporter.evaluated(step + 1, values)
-                if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
-                    flush(step)
-                    write_checkpoint(step + 1)
-                if sigint.requested:
-                    raise KeyboardInterrupt
-            else:
-                step = steps
-            flush(step)
-            write_checkpoint(steps)
-        except KeyboardInterrupt:
-            flush(step)
-            done = len(history)
-            history.interrupted = True
-            write_checkpoint(history.steps[-1] + 1 if history.steps else start)
-            if is_main_process():
-                where = f" and to {checkpoint} (resume with resume_from=)" if checkpoint else ""
-                print(f"\nInterrupted after {done} steps: the model keeps what it learned{where}; "
-                      "the History so far is returned.", flush=True)
+            optimizer_steps = run.optimizer_steps.active() if update_fn is not None else nullcontext()
+            with optimizer_steps:
+                run.train(net, batches, val_data, eval_every or max(1, steps // 10), eval_batches, save_every)
         finally:
-            reporter.close(history)
-    return history
+            reporter.close(run.history)
+            if net is not model:
+                distributed.release(net)
+    return run.history

@@ -177,7 +177,7 @@ def test_fit_with_truncated_bptt_uses_the_state_carried_across_blocks():
     c = corpus(echo_text())
     m = model(vocab=c.vocab_size, hidden=16)
     history = fit(m, StreamBatches(c, "train", 8, 4), steps=150, step_fn=TruncatedBPTT(), lr=2e-2,
-                  schedule=warmup_cosine(10, 150), clip_grad=1.0, progress=False, log_every=10**6,
+                  schedule=warmup_cosine(10, 150), clip_grad=1.0, verbose=False,
                   val_data=StreamBatches(c, "val", 4, 4), eval_every=150)
     assert history.val_loss[-1] < 0.54  # measured 0.48-0.51 over three seeds
     no_carry = evaluate(m, StreamBatches(c, "val", 4, 4), step_fn=lambda m_, b: window_loss(m_, b[:2]))

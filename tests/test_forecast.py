@@ -138,7 +138,7 @@ def test_forecaster_learns_a_season_and_beats_the_baselines():
         return X[i], Y[i]
 
     fit(model, batch, steps=300, lr=2e-2, schedule=warmup_cosine(10, 300), clip_grad=1.0,
-        progress=False, log_every=10**6)
+        verbose=False)
     Xt, Yt, _ = windows(y, 24, 6, *split.bounds("test"))
     with torch.no_grad():
         pred = scaler.inverse(model(scaler.transform(Xt)))

@@ -221,8 +221,9 @@ def test_update_fn_records_all_values():
     assert history.extra["half"][0] == pytest.approx(history.train_loss[0] / 2)
 
 
-def test_text_lines_leave_out_a_learning_rate_fit_does_not_know(capsys):
-    """With an update_fn the optimizers are the caller's: the log line says nothing rather than 'lr nan'."""
+def test_text_lines_show_the_rate_of_the_optimizer_an_update_fn_steps(capsys):
+    """With an update_fn fit sees its optimizer step: the log line gives that optimizer's rate, and
+    leaves the rate out (rather than 'lr nan') when the update stepped no optimizer."""
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = regression_data()
@@ -234,12 +235,15 @@ def test_text_lines_leave_out_a_learning_rate_fit_does_not_know(capsys):
         opt.step()
         return {"loss": loss}
 
+    def look_only(m, batch):
+        return {"loss": nn.functional.mse_loss(m(batch[0]), batch[1])}
+
     fit(model, lambda: (x, y), steps=10, update_fn=update, progress=False, log_every=5)
     with_update_fn = capsys.readouterr().out
-    fit(make_model(), lambda: (x, y), steps=10, lr=0.01, progress=False, log_every=5)
-    plain = capsys.readouterr().out
-    assert "step     10/10 | loss" in with_update_fn and "lr" not in with_update_fn
-    assert "lr 1.00e-02" in plain
+    fit(model, lambda: (x, y), steps=10, update_fn=look_only, progress=False, log_every=5)
+    no_optimizer = capsys.readouterr().out
+    assert "step     10/10 | loss" in with_update_fn and "lr 1.00e-02" in with_update_fn
+    assert "step     10/10 | loss" in no_optimizer and "lr" not in no_optimizer
 
 
 def test_bad_arguments_are_explained():

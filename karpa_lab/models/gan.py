@@ -274,6 +274,17 @@ class GANUpdate:
         if self.d_steps < 0:
             raise ValueError(f"d_steps must be >= 0, got {self.d_steps}")
 
+    def state_dict(self) -> dict[str, Any]:
+        """Both optimizers (and the noise generator): what ``fit(checkpoint=...)`` saves for a resume."""
+        return {"opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "noise": self.noise.get_state() if self.noise is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.noise is not None and state["noise"] is not None:
+            self.noise.set_state(state["noise"])
+
     def d_step(self, gan: GAN, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One discriminator update: minimise L_D on ``real`` and a fresh batch of fakes of the same size."""
         with torch.no_grad():

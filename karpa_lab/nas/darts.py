@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -217,6 +218,17 @@ class DartsSearch:
         self.clip_grad, self.record_every = clip_grad, record_every
         self.steps = 0
         self.history: list[tuple[int, np.ndarray]] = [(0, supernet.arch_weights().detach().cpu().numpy())]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both optimizers, the step count and the recorded alphas: what ``fit(checkpoint=...)`` saves."""
+        return {"w_opt": self.w_opt.state_dict(), "alpha_opt": self.alpha_opt.state_dict(), "steps": self.steps,
+                "history": [(s, torch.from_numpy(a)) for s, a in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.steps = state["steps"]
+        self.history = [(s, a.numpy()) for s, a in state["history"]]
 
     def update(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:
         (x_w, y_w), (x_a, y_a) = batch

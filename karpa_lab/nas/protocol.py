@@ -16,9 +16,7 @@ validation accuracy, which gives the learning curve that pruners read (lesson 11
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,11 +90,8 @@ def train_model(
 
     curve, done = [], 0
     for point in budget.checkpoints:
-        # fit prints a summary line per call outside an interactive notebook; one line per chunk of
-        # every candidate would drown the search's own report, so it is captured here.
-        with contextlib.redirect_stdout(io.StringIO()):
-            fit(model, batch, steps=point - done, optimizer=optimizer, progress=False, live_plot=False,
-                device=device)
+        # One line per chunk of every candidate would drown the search's own report: fit stays quiet.
+        fit(model, batch, steps=point - done, optimizer=optimizer, device=device, verbose=False)
         done = point
         curve.append((point, split_accuracy(model, data, "val")))
         if on_rung is not None:
