@@ -58,11 +58,20 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """``DistributedDataParallel(model)``: it broadcasts rank 0's weights now and averages gradients."""
+def replicate(model: nn.Module, device: torch.device, wrap: bool) -> nn.Module:
+    """Every rank starts from rank 0's weights, then draws its own random numbers (dropout, noise).
+
+    ``wrap``: return ``DistributedDataParallel(model)``, which broadcasts the weights and averages the
+    gradients in ``backward``; else broadcast them here and return ``model`` (for an ``update_fn``,
+    whose optimizers get averaged gradients from ``fit``).
+    """
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    torch.manual_seed(torch.initial_seed() + world()[0])
+    if wrap:
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    broadcast_state(model)
+    return model
 
 
 def release(net: nn.Module) -> None:

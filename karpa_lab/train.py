@@ -745,15 +745,9 @@ def fit(
         if resume_from is not None:
             run.resume(resume_from, batches)
         reporter.begin(run.start)
-        net = model
-        if world_size > 1:
-            torch.manual_seed(torch.initial_seed() + rank)  # different random draws (dropout, noise) on each rank
-            net = distributed.wrap(model, device) if update_fn is None else model
-            if update_fn is not None:
-                distributed.broadcast_state(model)  # what DDP's constructor does: every rank starts from rank 0's
+        net = distributed.replicate(model, device, wrap=update_fn is None) if world_size > 1 else model
         try:
-            optimizer_steps = run.optimizer_steps.active() if update_fn is not None else nullcontext()
-            with optimizer_steps:
+            with run.optimizer_steps.active() if update_fn is not None else nullcontext():
                 run.train(net, batches, val_data, eval_every or max(1, steps // 10), eval_batches, save_every)
         finally:
             reporter.close(run.history)
