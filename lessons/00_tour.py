@@ -170,7 +170,7 @@ print(f"loss went {bad_run.train_loss[0]:.3g} -> {bad_run.train_loss[-1]:.3g} in
 # | you want | open |
 # |---|---|
 # | the device, seeds, the scale knob | `karpa_lab/device.py` |
-# | the training loop, `History`, checkpoints | `karpa_lab/train.py` |
+# | the training loop; its `History`, checkpoints, several processes, progress display | `karpa_lab/train.py`; `history.py`, `checkpoint.py`, `distributed.py`, `reporting.py` |
 # | offline data: Python source text, digits, synthetic tasks | `karpa_lab/data/` |
 # | the models each lesson builds from scratch (LSTM, attention, GPT, GANs) | `karpa_lab/models/` |
 # | the sliders and their pure functions | `karpa_lab/widgets/` |
