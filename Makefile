@@ -3,19 +3,29 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The install is redone only when pyproject.toml (or this recipe's version) changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)-v1
-EXTRAS := lab,test,grading,nas,browser
+# Each audience gets what it needs: learners (`make lab`) the lessons' tools, `make test` also the test tools.
+# Versions come from constraints.txt (`make lock` refreshes it), so a clone next year installs what was tested.
+LEARNER_EXTRAS := lab,grading,nas
+TEST_EXTRAS := lab,test,grading,nas,browser
+# The install is redone only when pyproject.toml or constraints.txt (or this recipe's version) changes.
+HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+LAB_STAMP := $(VENV)/.installed-lab-$(HASH)-v2
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)-v2
+# PyPI's torch for Linux is the CUDA build (gigabytes); a CPU-only laptop can take PyTorch's CPU wheels with
+#   make lab TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Later lessons first: they train the most, and two workers handed the long ones first finish together
 # (the short labs fill in at the end).
 NOTEBOOKS := $(shell ls -r lessons/[0-9]*.ipynb) $(sort $(wildcard labs/[0-9]*/[0-9]*.ipynb))
 PAIRS := $(sort $(wildcard lessons/[0-9]*.py labs/*/[0-9]*.py))
 
-.PHONY: setup lab test unit notebooks lint sync execute bench release autograde screenshots help
+.PHONY: setup lab teach lock test unit notebooks lint sync execute bench release autograde screenshots help
 
 help:
 	@echo "make lab      set up (first time) and open JupyterLab on the course"
+	@echo "make teach    JupyterLab with nbgrader's teacher tools (Formgrader, Create Assignment)"
+	@echo "make lock     refresh constraints.txt from the installed versions"
 	@echo "make test     set up (first time) and run every test, notebooks included"
 	@echo "make sync     jupytext --sync every paired notebook (after editing a .py)"
 	@echo "make execute  re-run every lesson and lab notebook in place so the .ipynb carry fresh outputs"
@@ -24,28 +34,52 @@ help:
 	@echo "make autograde SUBMISSIONS=dir   grade submissions (dir/<student>/<lab>/<lab>.ipynb) into grading/grades.csv"
 	@echo "make screenshots  PNGs of the widgets after a slider move, into docs/img/ (needs chromium)"
 
-setup: $(STAMP)
+setup: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml
+# $(call install,EXTRAS): the venv, pip, torch (pinned, first), then the course package with EXTRAS.
+define install
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# The pip that venv bundles (23.2 here) took 170 s over the installs below, pip 26 111 s (both compiling).
 	$(PY) -m pip install --quiet --upgrade pip
-	@# torch first and pinned, so pip takes the CPU wheel and never a CUDA build pulled in by a range.
-	$(PY) -m pip install --quiet --no-compile torch==2.13.0
+	@# torch first and pinned, so pip takes the CPU wheel where one is at hand and never a build pulled in by a range.
+	$(PY) -m pip install --quiet --no-compile -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 	@# pip byte-compiles on one core; compileall uses them all, and compiles torch while pip installs the rest
 	@# (pip leaves torch's folder alone then): set-up took 101 s, now 69 s. Its status is ignored, as pip's is:
 	@# a few files are for newer Pythons (torch's py312_intrinsics.py) and do not compile.
 	site="$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"; \
 		{ $(PY) -m compileall -qq -j 0 "$$site/torch" || true; } & \
-		$(PY) -m pip install --quiet --no-compile -e ".[$(EXTRAS)]" && wait && \
+		$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[$(1)]" && wait && \
 		{ $(PY) -m compileall -qq -j 0 -x "^$$site/torch/" "$$site" || true; }
-	@rm -f $(VENV)/.installed-*
+	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)-*' -delete
+endef
+
+$(LAB_STAMP): pyproject.toml constraints.txt
+	$(call install,$(LEARNER_EXTRAS))
 	@touch $@
 	@echo "karpa-lab environment ready in $(VENV)"
 
-lab: setup
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/lessons \
+$(TEST_STAMP): pyproject.toml constraints.txt
+	$(call install,$(TEST_EXTRAS))
+	@touch $@ $(LAB_STAMP)
+	@echo "karpa-lab environment (with the test tools) ready in $(VENV)"
+
+# Learners: each lesson once in the file browser, no news pop-up, nbgrader's student side (jupyter/README.md).
+lab: $(LAB_STAMP)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/learner:$(CURDIR)/jupyter/common" $(VENV)/bin/jupyter lab \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/lessons \
 		--ip=$${KARPA_LAB_IP:-127.0.0.1} $(ROOT_FLAG) $(JUPYTER_ARGS)
+
+# Teachers: the same, with nbgrader's Formgrader, Create Assignment and course tools, and the .py twins shown.
+teach: $(LAB_STAMP)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/common" $(VENV)/bin/jupyter lab \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs \
+		--ip=$${KARPA_LAB_IP:-127.0.0.1} $(ROOT_FLAG) $(JUPYTER_ARGS)
+
+# Pin every installed package at the version it has now (torch without its local +cpu label).
+lock: setup
+	{ echo "# Versions make test last passed with (Python $$($(PY) -c 'import platform; print(platform.python_version())')); refresh with make lock."; \
+	  $(PY) -m pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 lint: setup
 	$(VENV)/bin/ruff check karpa_lab tests benchmarks lessons labs tools

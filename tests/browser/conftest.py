@@ -203,20 +203,27 @@ def _settings(directory: Path) -> None:
         path.write_text(json.dumps(content))
 
 
-def start_lab_server(root: Path, state: Path) -> LabServer:
-    """Start JupyterLab from this venv on 127.0.0.1 serving ``root``; ``state`` holds its own config dirs."""
+def start_lab_server(root: Path, state: Path, course_config: list[Path] | None = None) -> LabServer:
+    """Start JupyterLab from this venv on 127.0.0.1 serving ``root``; ``state`` holds its own config dirs.
+
+    ``course_config``: start it as ``make lab``/``make teach`` do, with those folders of ``jupyter/`` on
+    ``JUPYTER_CONFIG_PATH`` and nothing of the test's own (no settings, every nbgrader extension as installed).
+    """
     for name in ("config", "data", "runtime", "settings", "workspaces", "ipython"):
         (state / name).mkdir(parents=True, exist_ok=True)
-    _settings(state / "settings")
-    # nbgrader's server extensions take seconds to import and play no part in a widget test.
-    nbgrader = [
-        f"nbgrader.server_extensions.{name}"
-        for name in ("assignment_list", "course_list", "formgrader", "validate_assignment")
-    ]
-    (state / "config" / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": dict.fromkeys(nbgrader, False)}})
-    )
     env = dict(os.environ)
+    if course_config is None:
+        _settings(state / "settings")
+        # nbgrader's server extensions take seconds to import and play no part in a widget test.
+        nbgrader = [
+            f"nbgrader.server_extensions.{name}"
+            for name in ("assignment_list", "course_list", "formgrader", "validate_assignment")
+        ]
+        (state / "config" / "jupyter_server_config.json").write_text(
+            json.dumps({"ServerApp": {"jpserver_extensions": dict.fromkeys(nbgrader, False)}})
+        )
+    else:
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(str(p) for p in course_config)
     env.pop("MPLBACKEND", None)  # the kernel must use the inline backend, as for a learner
     env.update(
         JUPYTER_CONFIG_DIR=str(state / "config"),
@@ -235,8 +242,9 @@ def start_lab_server(root: Path, state: Path) -> LabServer:
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run JupyterLab's own commands
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
+    if course_config is None:
+        command.append("--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     log_path = state / "jupyterlab.log"
@@ -259,6 +267,15 @@ def start_lab_server(root: Path, state: Path) -> LabServer:
                     f"JupyterLab did not answer in {SERVER_START_S} s:\n{server.log_text()[-3000:]}"
                 ) from None
             time.sleep(0.25)
+
+
+@pytest.fixture(scope="session")
+def start_lab():
+    """:func:`start_lab_server`, for a test that starts JupyterLab the way ``make lab`` or ``make teach`` do."""
+    reason = browser_missing()
+    if reason:
+        _skip_or_fail(reason)
+    return start_lab_server
 
 
 @pytest.fixture(scope="session")
