@@ -388,6 +388,7 @@ print(f"whole lesson: {time.process_time() - t_lesson:.1f} s of CPU time")
 # | baseline | 基线 | the simple forecast a model must beat to be worth anything |
 # | persistence forecast | 持续性预测 | tomorrow equals today: the last value, repeated |
 # | seasonality | 季节性 | a pattern that repeats with a fixed period |
+# | random walk | 随机游走 | each value is the last one plus independent noise: nothing beats persistence |
 # | data leakage | 数据泄漏 | information from the future (or the test set) reaching training or inputs |
 # | direct multi-step forecasting | 多步预测 | one model output per step ahead, all at once |
 # | negative control | 对照实验 | the same check run on a model that cannot have learned; it must fail |

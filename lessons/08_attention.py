@@ -467,6 +467,7 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 # | value | 值 | what a position hands over when it is attended to |
 # | scaled dot-product attention | 缩放点积注意力 | softmax of query-key dot products divided by the square root of d_k |
 # | mask | 掩码 | which keys each query may attend to |
+# | causal mask | 因果掩码 | a mask that lets each position attend only to itself and earlier positions |
 # | multi-head attention | 多头注意力 | several attentions on slices of the features, side by side |
 # | self-attention | 自注意力 | attention whose queries, keys and values come from the same sequence |
 # | positional encoding | 位置编码 | a vector added to each token that says where it is |
