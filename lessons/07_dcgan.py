@@ -87,10 +87,10 @@ def show_grid(images: torch.Tensor, title: str, labels=None, n_cols: int = 16) -
 #
 # 1,797 digits of 8x8 pixels in $[0, 1]$, split 60/20/20 (`load_digits_splits`); the GAN trains on the
 # 1,077 training images. The judge is a small classifier (`karpa_lab.metrics.digits_classifier`, an
-# MLP 64-128-64-10 trained with `fit` in about a second and cached): its last hidden layer, (B, 64), is
+# MLP 64-128-64-10 trained with `fit` and cached): its last hidden layer, (B, 64), is
 # the *feature space* in which we compare real and generated digits. It is trained to be unsure on
 # non-digits (noise and blends of two digits get spread-out targets), so that its confidence means
-# something: a plain classifier is happily 84 % "sure" about pure noise.
+# something: a plain classifier trained on digits alone can be confidently "sure" about pure noise.
 
 # %%
 digits = load_digits_splits(size=8)
