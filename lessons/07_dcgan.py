@@ -326,7 +326,7 @@ noise16 = digit_quality(torch.rand(1000, 1, 16, 16))
 # %% [markdown]
 # The line above prints the three numbers after 200 steps, and the untrained DCGAN's distance. Asserted,
 # together: at least 9 classes, a confidence above 0.55 and a Fréchet distance below 12 (about twice this
-# run's; the old check, "below 0.15 times the untrained distance", allowed 40). Controls that must fail
+# run's). Controls that must fail
 # it: the untrained DCGAN, 16x16 uniform noise (which covers most classes), and the real sevens.
 
 # %%
