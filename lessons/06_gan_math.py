@@ -546,7 +546,7 @@ dead_trace = train_in_chunks(dead, 4, dead_pictures, every=(250, 500, 750, 1000)
 dead_centres = torch.stack([torch.as_tensor(a["fake"]).mean(0) for a in dead_pictures.values()])
 print(f"dead generator: modes {dead_trace}, spread {spread(dead_pictures[1000]['fake']):.2f}, "
       f"centre moves {[round(float(v), 2) for v in (dead_centres[1:] - dead_centres[:-1]).norm(dim=1)]}")
-print(f"old check (modes and spread only) on the dead generator: "
+print(f"a check on modes and spread alone, run on the dead generator, passes: "
       f"{max(dead_trace) <= 2 and max(spread(a['fake']) for a in dead_pictures.values()) < 1.0}")
 assert collapses_and_hops(collapse_trace, collapse_pictures)
 assert not collapses_and_hops(dead_trace, dead_pictures)
