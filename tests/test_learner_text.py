@@ -116,3 +116,27 @@ def test_one_rendering_per_concept_across_the_course():
     two_english = {zh: ens for zh, ens in chinese_to_english.items() if len(ens) > 1}
     assert not two_chinese, f"one English term, several Chinese renderings: {two_chinese} ({where})"
     assert not two_english, f"one Chinese rendering for several English terms: {two_english}"
+
+
+def test_the_text_uses_the_tables_renderings():
+    """Where a lesson's text gives a key term's Chinese in brackets, "weight tying (权重绑定)", it is the
+    rendering of the tables, and a rendering from the tables is not given to a different term."""
+    table = {}
+    for path in LESSONS:
+        table.update({en.lower(): zh for en, zh in key_terms(path)})
+    bare = {re.sub(r"\s*\(.*\)$", "", en): zh for en, zh in table.items()}  # "multilayer perceptron (mlp)" -> ...
+    wrong = []
+    for path in LESSONS:
+        text = path.read_text(encoding="utf-8")
+        for en, zh in bare.items():
+            pattern = r"\b" + re.escape(en).replace(r"\ ", r"[\s#*-]+") + r"s?\**\s+\(([^()]*)\)"
+            for match in re.finditer(pattern, text, re.IGNORECASE):
+                bracket = match.group(1)
+                before = text[max(0, match.start() - 40): match.start()].lower()
+                if any(longer.endswith(" " + en) and before.endswith(longer[: -len(en)]) for longer in bare):
+                    continue  # a longer term ends here ("memory cell", "multi-head attention")
+                if any(other in bracket.lower() and bare[other] in bracket for other in bare):
+                    continue  # the bracket names the term it renders ("(a persistence forecast, 持续性预测)")
+                if HAN.search(bracket) and zh not in bracket:
+                    wrong.append(f"{path.name}: '{match.group(0)}' (the tables say {zh})")
+    assert not wrong, "\n".join(wrong)
