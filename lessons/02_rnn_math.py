@@ -215,9 +215,17 @@ torch.testing.assert_close(grads.h, delta, rtol=1e-12, atol=1e-14)
 #
 # (acting on row vectors from the right). The gradient that reaches $k$ steps back has been multiplied by
 # $k$ Jacobians (雅可比矩阵). Each $\mathrm{diag}(1 - h_t^2)$ has entries in $(0, 1]$ and can only
-# shrink it; $W_{hh}$ is the same matrix every time, and a matrix power $W_{hh}^k$ grows or shrinks like
-# $\rho^k$, where $\rho = \max_i |\lambda_i(W_{hh})|$ is the spectral radius (谱半径), the largest
-# absolute eigenvalue. So, when the tanh is not saturated,
+# shrink it; $W_{hh}$ is the same matrix every time. Two numbers of $W_{hh}$ matter. The **bound**
+# (Pascanu, Mikolov & Bengio 2013) uses the largest singular value (奇异值) $\sigma_{\max}(W_{hh}) =
+# \lVert W_{hh} \rVert_2$: since $\lVert \mathrm{diag}(1-h_t^2) \rVert_2 \le 1$,
+#
+# $$\lVert \delta_{T-k} \rVert \le \sigma_{\max}(W_{hh})^k\, \lVert \delta_T \rVert,$$
+#
+# so $\sigma_{\max} < 1$ is *sufficient* for vanishing (and $\sigma_{\max} > 1$ is *necessary* for
+# exploding). The **long-run rate** is the spectral radius (谱半径) $\rho = \max_i |\lambda_i(W_{hh})|$,
+# the largest absolute eigenvalue: $\lVert W_{hh}^k \rVert^{1/k} \to \rho$ as $k \to \infty$ (Gelfand's
+# formula), and $\rho \le \sigma_{\max}$. For a random Gaussian matrix the two rates are close enough
+# that $\rho^k$ predicts the slope, and so, when the tanh is not saturated and $k$ is large,
 #
 # $$\lVert \delta_{T-k} \rVert \approx C\,\rho^k : \quad \rho < 1 \Rightarrow
 #   \text{vanishing gradient (梯度消失)}, \qquad \rho > 1 \Rightarrow \text{exploding gradient (梯度爆炸)}.$$
@@ -238,12 +246,11 @@ for p in [*profiles, saturated]:
           f"||dL/dh_1|| / ||dL/dh_T|| = {p['ratio']:.3g}   (rho^(T-1) = {p['reference'][-1]:.3g})")
 
 # %% [markdown]
-# Measured here ($T = 50$): the ratio $\lVert\delta_1\rVert / \lVert\delta_T\rVert$ is 7e-6 for
-# $\rho = 0.8$, 0.4 for $\rho = 1$ and 3e3 for $\rho = 1.2$; the dashed lines $\rho^k$ predict the
-# slopes (the constant $C$ in front comes from how the random $W_{hh}$ mixes directions). Asserted: below
-# 1e-3 for 0.8, between 1e-2 and 1e2 for 1.0, above 1e2 for 1.2, and a slope within 5 % of $\rho$ per
-# step over the second half of the lags. With saturating inputs even $\rho = 1.2$ vanishes (1e-9;
-# asserted below 1e-3): tanh RNNs mostly suffer from
+# The printed ratios $\lVert\delta_1\rVert / \lVert\delta_T\rVert$ ($T = 50$) sit next to $\rho^{T-1}$;
+# the dashed lines $\rho^k$ predict the slopes (the constant $C$ in front comes from how the random
+# $W_{hh}$ mixes directions). Asserted: below 1e-3 for 0.8, between 1e-2 and 1e2 for 1.0, above 1e2 for
+# 1.2, and a slope within 5 % of $\rho$ per step over the second half of the lags. With saturating
+# inputs even $\rho = 1.2$ vanishes (asserted below 1e-3): tanh RNNs mostly suffer from
 # vanishing gradients, and an explosion needs weights large enough to beat the saturation, which is just
 # what a too-large learning-rate step can produce (section 5).
 
@@ -257,6 +264,56 @@ for p in profiles:  # the slope over the second half of the lags is rho per step
     half = steps // 2
     per_step = (p["norm"][-1] / p["norm"][half]) ** (1 / (steps - 1 - half))
     assert abs(per_step - p["radius"]) < 0.05 * p["radius"], (p["radius"], per_step)
+
+# %% [markdown]
+# **The spectral radius is not the whole story.** Gelfand's formula is about the *long run*. A
+# non-normal (非正规矩阵) $W_{hh}$, one whose eigenvectors are far from orthogonal, can have $\rho < 1$ and
+# still make the gradient *grow* for many steps before the decay wins, because $\sigma_{\max} > 1$.
+# The smallest example is a chain: $W_{hh} = \rho I + \beta N$ with $N$ the shift matrix (ones just
+# above the diagonal). Every eigenvalue is $\rho$, yet $W_{hh}^k$ contains terms $\binom{k}{j}\rho^{k-j}
+# \beta^j$ that grow polynomially first. We run the same `bptt` at rest on such a matrix, $H = 4$, $\rho = 0.8$, $\beta = 1$.
+
+# %%
+H_chain, rho_chain, beta = 4, 0.8, 1.0
+chain = RNN(1, H_chain).double()
+with torch.no_grad():
+    chain.weight_hh_l0.copy_(rho_chain * torch.eye(H_chain, dtype=torch.float64)
+                             + beta * torch.diag(torch.ones(H_chain - 1, dtype=torch.float64), 1))
+    chain.weight_ih_l0.zero_()
+    chain.bias_ih_l0.zero_()
+    chain.bias_hh_l0.zero_()
+w_chain = chain.weight_hh_l0.detach()
+radius_chain = torch.linalg.eigvals(w_chain).abs().max().item()
+sigma_chain = torch.linalg.matrix_norm(w_chain, ord=2).item()
+x_rest = torch.zeros(steps, 1, 1, dtype=torch.float64)
+g_last = torch.zeros(steps, 1, H_chain, dtype=torch.float64)
+g_last[-1, 0, 0] = 1.0  # a loss on the first unit of h_T: ||dL/dh_T|| = 1
+chain_norm = bptt(chain, x_rest, g_last).h[:, 0].norm(dim=-1).flip(0)  # (steps,): ||dL/dh_{T-k}||, k = 0..
+peak_lag = int(chain_norm.argmax())
+print(f"chain W_hh: spectral radius {radius_chain:.3f}, largest singular value {sigma_chain:.3f}")
+print(f"||dL/dh_(T-k)||: peak {chain_norm.max():.3g} at k = {peak_lag}, {chain_norm[-1]:.3g} at k = {steps - 1}; "
+      f"bound sigma_max^k at the peak: {sigma_chain ** peak_lag:.3g}")
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+lags = torch.arange(steps)
+ax.semilogy(lags, chain_norm, label="chain $W_{hh}$, measured")
+ax.semilogy(lags, rho_chain ** lags.double(), "--", label=r"$\rho^k$")
+ax.semilogy(lags, sigma_chain ** lags.double(), ":", label=r"$\sigma_{\max}^k$ (the bound)")
+ax.set(xlabel="lag k", ylabel=r"$\lVert \partial L/\partial h_{T-k} \rVert$", title=rf"$\rho = {rho_chain}$, non-normal")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The gradient grows for many steps although every eigenvalue is $\rho < 1$ (the lines above print the
+# peak and where it is), and it
+# stays under the singular-value bound at every lag. Asserted: $\rho < 1 < \sigma_{\max}$, a peak above
+# 10 away from $k = 0$, the bound at every lag, and the ratio at the last lag below the peak (the decay
+# does come back). A check that looked at $\rho$ alone would call this matrix safe.
+
+# %%
+assert radius_chain < 1 < sigma_chain, (radius_chain, sigma_chain)
+assert chain_norm.max() > 10 and peak_lag > 0, (chain_norm.max(), peak_lag)
+assert torch.all(chain_norm <= sigma_chain ** lags.double() * (1 + 1e-9))
+assert chain_norm[-1] < chain_norm.max()
 
 # %% [markdown]
 # **Play.** Drag the spectral radius, the sequence length $T$ and the input scale. The text under the
@@ -286,7 +343,7 @@ display(radius_widget(radius=1.0, steps=50))
 # with a learning rate that is too high, $\eta = 1$. Once without clipping, once with $c = 0.1$.
 
 # %%
-series = seasonal_series(4000, period=24, noise=0.1)
+series = seasonal_series(4000, period=24, trend=0.0, noise=0.1)
 series = (series - series.mean()) / series.std()
 window, batch_size = 32, 32
 
@@ -348,19 +405,34 @@ print(f"clipped:     {len(clipped)} steps, loss {clipped.train_loss[0]:.3f} -> {
       "(mean of the last 20 steps)")
 
 # %% [markdown]
-# Measured here: without clipping the gradient norm grows from about 2 to 1e13 in ten steps and `fit`
-# stops at step 11 with a `NonFiniteLossError` (the loss was 5e24 the step before; the error's `.history`
-# holds the steps so far). With clipping the same run trains: the loss goes from 1.16 to 0.007. Here
-# every step is clipped (the norm never falls below $c$, the dashed line), so SGD has become steps of
-# fixed length $\eta c = 0.1$ along the gradient. Asserted: the unclipped run stops before half of its
-# steps; the clipped one finishes all of them with a finite loss below 0.05 (7x the measured value; a
-# model that learned nothing scores about 1) and lower than the unclipped run's last losses.
+# Without clipping the gradient norm grows by many orders of magnitude within a few steps and `fit`
+# stops with a `NonFiniteLossError` (the line above says at which step, and the last finite loss; the
+# error's `.history` holds the steps so far). With clipping the same run trains. Here every step is
+# clipped (the norm never falls below $c$, the dashed line), so SGD has become steps of fixed length
+# $\eta c = 0.1$ along the gradient.
+#
+# What would a model that learned nothing useful score? Two **negative controls** (对照实验): the
+# untrained network, and *persistence*, which predicts that the next value equals the last one (a
+# model that only learned to copy its input). The clipped run must beat both (asserted: a loss below 0.08, about half way, on a log scale, between
+# the clipped run and persistence), and the
+# check "stopped early" must fail for the run that did not blow up.
 
 # %%
-assert len(unclipped) < train_steps // 2, len(unclipped)
-assert len(clipped) == train_steps
-assert math.isfinite(final_clipped) and final_clipped < 0.05, final_clipped
-assert final_clipped < min(unclipped.train_loss[-3:]), (final_clipped, unclipped.train_loss[-3:])
+def stopped_early(hist):
+    return len(hist) < 30
+
+eval_x = torch.cat([batch_fn(torch.Generator().manual_seed(s))()[0] for s in range(1, 9)], dim=1)
+eval_y = torch.cat([batch_fn(torch.Generator().manual_seed(s))()[1] for s in range(1, 9)], dim=0)
+persistence_mse = nn.functional.mse_loss(eval_x[-1], eval_y).item()
+seed_everything(0)
+with torch.no_grad():
+    untrained_mse = nn.functional.mse_loss(NextValue()(eval_x), eval_y).item()
+print(f"clipped run: {final_clipped:.4f} | persistence: {persistence_mse:.4f} | untrained: {untrained_mse:.4f}")
+print(f"stopped early: unclipped {stopped_early(unclipped)} ({len(unclipped)} steps), "
+      f"clipped {stopped_early(clipped)} ({len(clipped)} steps)")
+assert stopped_early(unclipped) and not stopped_early(clipped)
+assert math.isfinite(final_clipped) and final_clipped < 0.08, final_clipped
+assert persistence_mse > 0.08 and untrained_mse > 0.08, (persistence_mse, untrained_mse)
 
 # %% [markdown]
 # Clipping treats the symptom (one step too large) and not the cause: the vanishing side is untouched,
@@ -393,7 +465,25 @@ assert final_clipped < min(unclipped.train_loss[-3:]), (final_clipped, unclipped
 #   W_{hh}$, and every weight gradient sums over time steps; it equals autograd's gradient.
 # - The gradient $k$ steps back scales like $\rho(W_{hh})^k$, times tanh factors that only shrink it:
 #   vanishing below 1, exploding above.
-# - Clipping the gradient norm turns a run that overflows in a dozen steps into one that trains.
+# - The bound on that scaling is the largest singular value: a non-normal $W_{hh}$ with $\rho < 1$ can
+#   still make the gradient grow for many steps.
+# - Clipping the gradient norm turns a run that overflows within a few steps into one that trains, and
+#   beats the persistence baseline.
 #
 # **Next:** lesson 03 adds gates and an additive cell state, the LSTM, whose gradient can travel many
 # steps without vanishing, and measures it on a task a vanilla RNN cannot learn.
+#
+# | English | 中文 | one line |
+# |---|---|---|
+# | recurrent neural network (RNN) | 循环神经网络 | one cell applied at every time step, carrying a hidden state |
+# | hidden state | 隐藏状态 | the vector a recurrent network carries from one step to the next |
+# | parameter sharing | 参数共享 | the same weights used at every time step (or position) |
+# | backpropagation through time (BPTT) | 随时间反向传播 | backpropagation on the network unrolled over its time steps |
+# | Jacobian | 雅可比矩阵 | the matrix of partial derivatives of one vector with respect to another |
+# | spectral radius | 谱半径 | the largest absolute eigenvalue of a matrix: the long-run growth rate of its powers |
+# | singular value | 奇异值 | the largest one, the operator norm, bounds how much one product can stretch a vector |
+# | non-normal matrix | 非正规矩阵 | a matrix whose eigenvectors are not orthogonal; its powers can grow before they decay |
+# | vanishing gradient | 梯度消失 | a gradient that shrinks geometrically as it travels back |
+# | exploding gradient | 梯度爆炸 | a gradient that grows geometrically as it travels back |
+# | gradient clipping | 梯度裁剪 | rescale the gradient so its norm is at most a threshold |
+# | negative control | 对照实验 | the same check run on a model that cannot have learned; it must fail |

@@ -195,10 +195,10 @@ assert all(a > b for a, b in zip(raw, raw[1:]))  # falls with every d_k
 assert raw[-1] < 0.3 and top_weight["not scaled"][-1] > 0.9  # nearly one-hot at d_k = 1024
 
 # %% [markdown]
-# Measured here: scaled, the entropy stays at 3.66–3.70 nats for every $d_k$ (asserted: spread < 0.15,
-# all > 3.4; for Gaussian scores of variance 1 and many keys the entropy is about
-# $\log 64 - \tfrac12 = 3.66$); unscaled it falls from 2.76 nats at $d_k = 4$ to 0.12 at $d_k = 1024$, where
-# the largest weight of a row averages 0.95 (asserted: < 0.3 nats, top weight > 0.9). A one-hot softmax passes almost no gradient: that is
+# Read the table: scaled, the entropy stays put for every $d_k$ (asserted: spread < 0.15, all > 3.4; for
+# Gaussian scores of variance 1 and many keys the entropy is about $\log 64 - \tfrac12 = 3.66$);
+# unscaled it falls towards 0 as $d_k$ grows, and the largest weight of a row towards 1 (asserted at
+# $d_k = 1024$: < 0.3 nats, top weight > 0.9). A one-hot softmax passes almost no gradient: that is
 # the failure the $\sqrt{d_k}$ prevents.
 
 # %% [markdown]
@@ -335,8 +335,9 @@ assert final["none"] < 0.4
 assert final["sinusoidal"] > 0.95 and final["learned"] > 0.95
 
 # %% [markdown]
-# Measured here: without positions 0.26 (it can only guess a symbol that is common in the sequence;
-# asserted < 0.4), with sinusoidal or learned positions 1.00 (asserted > 0.95), over seeds 0 and 1.
+# The printed accuracies: without positions the layer can only guess a symbol that is common in the
+# sequence (asserted < 0.4); with sinusoidal or learned positions it reverses the sequence (asserted
+# > 0.95). The position-free model is the negative control of the same check.
 #
 # What did the trained layer learn? Query $t$ should look at key $15 - t$: the anti-diagonal. We
 # measure, for each head, how often a query's largest weight falls on its mirror position, and the
@@ -364,9 +365,8 @@ tokens = [str(s) for s in x_val[0].tolist()]
 attention_figure(weights, tokens, layer=0, head=best, query=3)
 
 # %% [markdown]
-# Measured here: in head 1 the largest weight of every query falls on its mirror position (100 %; head 0:
-# 96 %; asserted: best head > 90 %, seeds 0 to 2 gave 97–100 %), with 0.62 of the weight there on average;
-# the rest goes to the neighbours, which sinusoidal encodings make look alike (the right panel of
+# The lines above print, per head, the share of queries whose largest weight falls on the mirror position
+# (asserted: best head > 90 %) and the mean weight there; the rest goes to the neighbours, which sinusoidal encodings make look alike (the right panel of
 # section 6).
 
 # %% [markdown]
@@ -416,11 +416,9 @@ for T, (mine, fused) in speed.items():
 assert speed[1024][0] / speed[1024][1] > 2.0
 
 # %% [markdown]
-# Measured here on one thread (the setting of the course's tests), over four runs on a busy machine:
-# SDPA was 2x to 9x faster at $T = 128$ (a few milliseconds, so the noisiest), 4x to 6x at 512 and 5x to
-# 7x at 1024. The issue that set this lesson measured equal, 4x and 6x on two threads: with one thread
-# the fused kernel is ahead already at $T = 128$. Only the large case is asserted (> 2x at $T = 1024$):
-# small timings move with the machine's load. The from-scratch version also needs $B\,h\,T^2$ floats for the weights (128 MB at $T = 1024$),
+# The table above is this run's: the number of threads first, then the two times and the speed-up for
+# each length. Timings move with the machine's load and its thread count, the smallest case most (a few
+# milliseconds), so only the large case is asserted (> 2x at $T = 1024$). The from-scratch version also needs $B\,h\,T^2$ floats for the weights (128 MB at $T = 1024$),
 # which is what runs out first at long contexts.
 #
 # **On a GPU** the gap is larger and has a different cause. A GPU computes far faster than it reads
@@ -455,8 +453,21 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 # - The $\sqrt{d_k}$ keeps the scores at unit variance; without it the softmax saturates (measured).
 # - Multi-head attention is a reshape around the same operation; ours equals PyTorch's to $10^{-12}$.
 # - Attention alone ignores order; positional encodings (sinusoidal or learned) give it back, and a task
-#   that needs order is unsolvable without them (27 % against 100 %).
+#   that needs order is unsolvable without them (the accuracies of section 7).
 # - The fused kernel is several times faster even on a CPU, and never stores the $T \times T$ matrix.
 #
 # **Next:** lesson 09 stacks causal self-attention into a small GPT, trains it on Python source, and
 # races it against lesson 04's char-LSTM.
+#
+# | English | 中文 | one line |
+# |---|---|---|
+# | attention | 注意力机制 | a weighted average of values, weighted by how well a query matches each key |
+# | query | 查询 | what a position is looking for |
+# | key | 键 | what a position offers to be matched on |
+# | value | 值 | what a position hands over when it is attended to |
+# | scaled dot-product attention | 缩放点积注意力 | softmax of query-key dot products divided by the square root of d_k |
+# | mask | 掩码 | which keys each query may attend to |
+# | causal mask | 因果掩码 | a mask that lets each position attend only to itself and earlier positions |
+# | multi-head attention | 多头注意力 | several attentions on slices of the features, side by side |
+# | self-attention | 自注意力 | attention whose queries, keys and values come from the same sequence |
+# | positional encoding | 位置编码 | a vector added to each token that says where it is |

@@ -18,9 +18,9 @@
 # %% [markdown]
 # # Lesson 11 — One-shot architecture search (DARTS) and a real tool (Optuna)
 #
-# **The question.** In lesson 10 every candidate was trained from scratch: about a second each here, and
+# **The question.** In lesson 10 every candidate was trained from scratch (lesson 10 printed the seconds each took), and
 # thousands of GPU-days for the searches that made NAS famous (NASNet, AmoebaNet). Two ideas cut that cost.
-# **Weight sharing** (权重共享): train *one* network that contains every candidate — a **supernet** (超网络) — and
+# **Weight sharing** (权重共享): train *one* network that contains every candidate — a **supernet** (超网) — and
 # read the architecture off it (**one-shot search**, 一次性搜索; DARTS makes the choice differentiable,
 # 可微分架构搜索). And **smarter search with early stopping**: a sampler that learns where good architectures are,
 # a pruner that stops a bad candidate after a few steps, many workers sharing one study — which is what a real
@@ -31,6 +31,7 @@
 # pruner on learning curves, NSGA-II for accuracy against size, and two worker processes on one SQLite study.
 
 # %%
+import copy
 import random
 import tempfile
 import time
@@ -59,11 +60,11 @@ print(describe(device))
 # %% [markdown]
 # ## 1. The math of DARTS
 #
-# A **cell** (单元) is a small directed acyclic graph over feature vectors. Node 0 is the stem's output
+# A **cell** (NAS cell, 单元) is a small directed acyclic graph over feature vectors. Node 0 is the stem's output
 # $x_0 \in \mathbb{R}^{B \times C}$; each intermediate node $j = 1..N$ sums one operation applied to every
 # earlier node, and the cell's output concatenates the intermediate nodes, $(B, NC)$, for a linear head.
-# (DARTS's cells work on convolutional feature maps; on a laptop CPU the same algorithm on vectors runs about
-# thirty times faster, and nothing in it depends on what an operation is.) The candidate operations
+# (DARTS's cells work on convolutional feature maps; on a laptop CPU the same algorithm on vectors runs much
+# faster, and nothing in it depends on what an operation is.) The candidate operations
 # $\mathcal{O}$ here are *none* (the edge is absent), *skip* (identity), and a linear layer $C \to C$ with no
 # activation, a ReLU or a tanh.
 #
@@ -81,11 +82,24 @@ print(describe(device))
 # $$\min_{\alpha} \mathcal{L}_A\big(w^*(\alpha), \alpha\big) \quad \text{s.t.} \quad
 #   w^*(\alpha) = \arg\min_w \mathcal{L}_W(w, \alpha).$$
 #
-# DARTS alternates one step on each. The exact gradient of the outer problem is
-# $\nabla_\alpha \mathcal{L}_A(w^*, \alpha) - \xi\, \nabla^2_{\alpha, w} \mathcal{L}_W \,
-# \nabla_{w'} \mathcal{L}_A(w', \alpha)$ with $w' = w - \xi \nabla_w \mathcal{L}_W$ (second order, a
-# Hessian-vector product); the **first-order approximation** ($\xi = 0$) keeps only
-# $\nabla_\alpha \mathcal{L}_A(w, \alpha)$ at the current weights, and is what we use.
+# DARTS alternates one step on each. Three gradients for $\alpha$, from exact to cheapest:
+#
+# - **The exact hypergradient** differentiates through $w^*(\alpha)$. By the implicit function theorem
+#   ($\nabla_w \mathcal{L}_W(w^*, \alpha) = 0$ for every $\alpha$),
+#   $$\frac{d\mathcal{L}_A(w^*(\alpha), \alpha)}{d\alpha} = \nabla_\alpha \mathcal{L}_A(w^*, \alpha)
+#     - \nabla^2_{\alpha, w} \mathcal{L}_W(w^*, \alpha)\, \big[\nabla^2_{w, w} \mathcal{L}_W(w^*, \alpha)\big]^{-1}
+#     \nabla_w \mathcal{L}_A(w^*, \alpha),$$
+#   which needs $w^*$ (a full inner training) and an inverse Hessian: out of reach for a network.
+# - **The one-step unrolled approximation** (Liu et al. 2019, eq. 7) replaces $w^*$ by a single virtual
+#   step $w' = w - \xi \nabla_w \mathcal{L}_W(w, \alpha)$ and differentiates through that step:
+#   $$\nabla_\alpha \mathcal{L}_A(w', \alpha) - \xi\, \nabla^2_{\alpha, w} \mathcal{L}_W(w, \alpha)\,
+#     \nabla_{w'} \mathcal{L}_A(w', \alpha),$$
+#   evaluated at $w'$, not at $w^*$. The Hessian-vector product is taken by finite differences (eq. 8):
+#   with $v = \nabla_{w'} \mathcal{L}_A(w', \alpha)$ and $w^\pm = w \pm \epsilon v$,
+#   $\nabla^2_{\alpha, w} \mathcal{L}_W\, v \approx \big(\nabla_\alpha \mathcal{L}_W(w^+, \alpha) -
+#   \nabla_\alpha \mathcal{L}_W(w^-, \alpha)\big) / 2\epsilon$. This is DARTS's "second order".
+# - **The first-order approximation** ($\xi = 0$) keeps only $\nabla_\alpha \mathcal{L}_A(w, \alpha)$ at the
+#   current weights, and is what we use.
 #
 # **Deriving the cell.** On each edge take the strongest operation other than *none*; for each node keep the
 # $k = 2$ incoming edges whose strongest operation weighs most; retrain that discrete cell from scratch.
@@ -162,18 +176,109 @@ ax2.set(xlabel="search step", ylabel="mean weight over edges", title="how the mi
 ax2.legend(fontsize=8)
 plt.show()
 
+mean_weight = {name: float(weights[:, o].mean()) for o, name in enumerate(OPS)}
+print("mean weight over edges at the end:", {k: round(v, 3) for k, v in mean_weight.items()}, f"(uniform {1 / len(OPS):.2f})")
 assert supernet_val >= 0.9, "the supernet did not learn to classify"
 assert weights[:, OPS.index("none")].mean() < 1 / len(OPS), "'none' did not lose weight"
 
+
 # %% [markdown]
-# Measured here (150 steps): *none* and *linear_relu* fell from 0.20 to about 0.08 of the mixture on average,
-# *linear* (no activation) rose to about 0.36 and *linear_tanh* to 0.29, and *skip* stayed near 0.20 but took
-# edge 0→1; the supernet itself classifies 0.939 of the validation digits. Asserted: the supernet learned
-# (validation ≥ 0.90) and *none* lost weight (mean below the uniform 0.20). The gradient of $\alpha$ rewards what
+# The printed mean weights and the heatmap show where the mixture moved from uniform, and the first lines
+# of section 3 the supernet's own validation accuracy. Asserted: the supernet learned (validation ≥ 0.90)
+# and *none* lost weight (mean below the uniform share). The gradient of $\alpha$ rewards what
 # lowers the loss of the supernet *now*, early in training and in a mixture — a ReLU that zeroes half of an
 # edge's signal loses, a plain linear map that passes everything wins. Whether that is also the best choice for
 # a cell trained alone is the next question.
-#
+
+# %% [markdown]
+# **The finite-difference Hessian-vector product, checked.** The second-order update of DARTS rests on
+# eq. 8. On the trained supernet (a float64 copy, one batch of each half, $\xi = 3 \cdot 10^{-3}$), the
+# product $\nabla^2_{\alpha, w} \mathcal{L}_W\, v$ by finite differences against the exact one from
+# autograd's double backward, $\nabla_\alpha \langle \nabla_w \mathcal{L}_W(w, \alpha), v \rangle$, at DARTS's
+# step $\epsilon = 0.01/\lVert v \rVert$ and at a much smaller one (the ReLUs make $\mathcal{L}_W$ only
+# piecewise smooth, so the step must stay small):
+
+# %%
+net64 = copy.deepcopy(supernet).double()
+(x_w, y_w), (x_a, y_a) = search_batches(data, batch_size=64, seed=1)()
+x_w, x_a = x_w.double(), x_a.double()
+w_params = net64.weight_parameters()
+loss_w_of = lambda: F.cross_entropy(net64(x_w), y_w)
+xi = 3e-3
+w0 = [p.detach().clone() for p in w_params]
+step = torch.autograd.grad(loss_w_of(), w_params)
+with torch.no_grad():  # the virtual step w' = w - xi grad_w L_W(w, alpha)
+    for p, g in zip(w_params, step):
+        p.sub_(xi * g)
+v = torch.autograd.grad(F.cross_entropy(net64(x_a), y_a), w_params)  # grad_{w'} L_A(w', alpha)
+with torch.no_grad():
+    for p, p0 in zip(w_params, w0):
+        p.copy_(p0)
+grad_w = torch.autograd.grad(loss_w_of(), w_params, create_graph=True)
+hvp_exact = torch.autograd.grad(sum((g * vi).sum() for g, vi in zip(grad_w, v)), net64.alpha)[0]
+v_norm = torch.sqrt(sum((vi ** 2).sum() for vi in v)).item()
+
+
+def grad_alpha_at(step):
+    with torch.no_grad():
+        for p, p0, vi in zip(w_params, w0, v):
+            p.copy_(p0 + step * vi)
+    return torch.autograd.grad(loss_w_of(), net64.alpha)[0]
+
+
+rel_err = {}
+for name, eps in (("Liu et al.'s 0.01 / ||v||", 0.01 / v_norm), ("1e-6 / ||v||", 1e-6 / v_norm)):
+    hvp_fd = (grad_alpha_at(+eps) - grad_alpha_at(-eps)) / (2 * eps)
+    rel_err[name] = ((hvp_fd - hvp_exact).norm() / hvp_exact.norm()).item()
+    print(f"eps = {name:<26} finite differences vs double backward: relative error {rel_err[name]:.1e}")
+assert rel_err["1e-6 / ||v||"] < 1e-6, rel_err  # the formula is right: it converges to the exact product
+assert rel_err["Liu et al.'s 0.01 / ||v||"] < 0.2, rel_err  # ... and DARTS's step is a rough but usable estimate
+
+# %% [markdown]
+# **Does the search's choice depend on $\alpha$?** A check that a `derive()` ignoring $\alpha$ would pass
+# says nothing about the search. The relaxation contains every discrete cell: with $\alpha$ saturated on a
+# cell's choices the supernet computes exactly that cell, with its *shared* weights. So the supernet can
+# score any cell at no training cost (the one-shot accuracy). If $\alpha$ carries information, the cell it
+# derives should score above cells that ignore it. The controls: 20 random cells (what a `derive()` that
+# ignores $\alpha$ returns) and the cell $\alpha$ ranks *last* (`derive` on $-\alpha$).
+
+# %%
+def one_shot_accuracy(genotype):
+    """Validation accuracy of the trained supernet with alpha saturated on the genotype's choices."""
+    saved = supernet.alpha.detach().clone()
+    alpha = torch.full_like(saved, -1e4)
+    alpha[:, OPS.index("none")] = 1e4  # edges the cell does not keep
+    for i, j, op in genotype.edges:
+        e = supernet.edges.index((i, j))
+        alpha[e] = -1e4
+        alpha[e, OPS.index(op)] = 1e4
+    with torch.no_grad():
+        supernet.alpha.copy_(alpha)
+    acc = split_accuracy(supernet, data, "val")
+    with torch.no_grad():
+        supernet.alpha.copy_(saved)
+    return acc
+
+
+shot_rng = random.Random(0)
+shot_random = np.array([one_shot_accuracy(random_genotype(shot_rng)) for _ in range(20)])
+shot_derived = one_shot_accuracy(genotype)
+shot_last = one_shot_accuracy(derive(-weights, nodes=3))
+passes = lambda acc: acc >= shot_random.mean() + 0.07
+print(f"one-shot accuracy: derived {shot_derived:.3f} | random cells mean {shot_random.mean():.3f} "
+      f"(range {shot_random.min():.3f}-{shot_random.max():.3f}) | the cell alpha ranks last {shot_last:.3f}")
+print(f"random cells that pass the check: {sum(passes(a) for a in shot_random)} of {len(shot_random)}")
+assert passes(shot_derived), (shot_derived, shot_random.mean())
+assert not passes(shot_last) and not passes(shot_random.mean())
+
+# %% [markdown]
+# Read the printout: with the shared weights the derived cell scores above the random cells' mean
+# (asserted: by at least 0.07, about half of what this run measured) and far above the cell $\alpha$ ranks
+# last, which fails the check; so $\alpha$ does carry information about the trained supernet. It is a weak
+# result all the same: the random cells spread widely, and the count above says how many of them, the
+# cells a `derive()` that ignores $\alpha$ would return, pass the same check by luck.
+
+# %% [markdown]
 # ## 4. Retrain the derived cell, and compare
 #
 # The derived cell is trained from scratch under the lesson-10 protocol (240 steps, the same seeds), against
@@ -200,18 +305,25 @@ for name, acc, n in randoms:
 random_accs = np.array([acc for _, acc, _ in randoms])
 print(f"derived - mean of random cells: {(derived_acc - random_accs.mean()) * 100:+.2f} points "
       f"(random cells range over {(random_accs.max() - random_accs.min()) * 100:.2f} points)")
+# The honest statement at this scale: retrained, the derived cell is within 2 points of the mean of random
+# cells. It is not evidence for the search: a derive() that ignores alpha returns random cells, and
+# they pass it too (each random cell against the mean of the others, printed).
+within_noise = lambda acc, others: abs(acc - others.mean()) <= 0.02
+random_pass = [within_noise(a, np.delete(random_accs, i)) for i, a in enumerate(random_accs)]
+print(f"random cells within 2 points of the others' mean: {sum(random_pass)} of {len(random_accs)}")
 assert derived_acc >= 0.93
-assert derived_acc >= random_accs.mean() - 0.02, "the derived cell is clearly worse than random cells"
+assert within_noise(derived_acc, random_accs), (derived_acc, random_accs)
 
 # %% [markdown]
-# Measured here: the derived cell reaches 0.9528 (7,274 parameters); three random cells 0.9528, 0.9528 and
-# 0.9556, mean 0.9537: the derived cell is 0.09 points below it — a third of one validation digit. Retraining one
-# cell with another seed moves it by up to 1.7 points. While preparing the lesson the search was repeated with
-# seeds 0 to 3: the derived cell was 0.1 to 1.3 points below the mean of three random cells three times, and
-# 0.4 points above once. **In this small space DARTS finds a cell as good as a random one,
-# not a better one** — what Li & Talwalkar (2019) and Yu et al. (2020) found for DARTS's own spaces with random
-# search and random cells as baselines. Asserted: the derived cell reaches 0.93 and is not more than 2 points
-# below the random mean. What one-shot search does buy is cost: one supernet trained for 150 steps instead of one
+# The printout gives the derived cell's accuracy after retraining, each random cell's, and the difference
+# from their mean (one validation digit is 0.28 points). **Retrained, in this small space, DARTS's cell is as
+# good as a random one, not a better one**, at this seed and scale, which is what Li & Talwalkar (2019) and
+# Yu et al. (2020) found for DARTS's own spaces with random search and random cells as baselines (with more
+# seeds: `KARPA_SCALE=full` retrains twelve random cells). Asserted: the derived cell reaches 0.93 and is
+# within 2 points of the random mean; the random cells pass that too, so it is the honest statement and not
+# evidence that $\alpha$ helped. The evidence that $\alpha$ carries information is the one-shot check of
+# section 3, with the supernet's shared weights; whether that survives retraining is exactly what this
+# comparison does not find here. What one-shot search does buy is cost: one supernet trained for 150 steps instead of one
 # training per candidate.
 #
 # ## 5. The same search with Optuna, on the tabular benchmark
@@ -262,8 +374,8 @@ for name, e in ends.items():
     print(f"{name:<14} {e.mean():.4f} ± {e.std(ddof=1) / np.sqrt(len(e)):.4f}")
 
 # %% [markdown]
-# Measured here (10 searches of 50 trials each): TPE 0.9756 ± 0.0004, Optuna's random sampler 0.9756 ± 0.0004,
-# our regularized evolution 0.9753 ± 0.0003 — within a few hundredths of a point of each other. On a space of
+# The three printed means (with their standard errors, over the searches of 50 trials each) lie within a few
+# hundredths of a point of each other. On a space of
 # 310 architectures with this much noise, 50 evaluations bring any reasonable sampler to the ceiling the noise
 # sets; TPE earns its keep on larger spaces and on continuous hyper-parameters (learning rates, dropout).
 #
@@ -293,9 +405,9 @@ print(f"pruning saved {saved:.0%} of the training steps and lost {loss * 100:.2f
 assert saved > 0.2 and loss < 0.005
 
 # %% [markdown]
-# Measured here: the median pruner stopped 30 of 50 trials early and spent 6,336 training steps instead of
-# 12,000 (47 % saved) for a best validation accuracy of 0.9750 instead of 0.9756 — a fifth of a validation digit
-# lost for half the compute; or, for the same compute, twice the trials. Asserted: more than 20 % saved, less than half a point lost.
+# The printout gives, with and without the median pruner, the trials it stopped, the training steps spent and
+# the best validation accuracy: a small fraction of a validation digit lost for a large share of the compute
+# saved; or, for the same compute, more trials. Asserted: more than 20 % saved, less than half a point lost.
 # It works here because learning curves rarely cross: a network behind at 30 steps is usually behind at 240.
 #
 # ### Two objectives: NSGA-II
@@ -325,8 +437,8 @@ print(f"NSGA-II: {len(study.trials)} trials, {len(found)} on its front; "
 assert len(found & true_front) >= 2
 
 # %% [markdown]
-# Measured here: after 100 trials NSGA-II's front holds 5 architectures, 4 of them on the true front of the space
-# (which has 8, by mean validation accuracy). Asserted: at least 2 found. Note that its front lies *above* the
+# The printout gives the size of NSGA-II's front after its trials and how many of its architectures are on the
+# true front of the space (by mean validation accuracy). Asserted: at least 2 found. Note that its front lies *above* the
 # true one: each trial saw one seed, and a front is made of the luckiest draws — lesson 10's winner's curse, now
 # in two dimensions.
 #
@@ -369,6 +481,9 @@ print("".join(logs))
 trials = optuna.load_study(study_name="nas", storage=url).trials
 per_worker = Counter((t.user_attrs["worker"], t.state.name) for t in trials)
 print(f"{len(trials)} trials in {wall:.0f} s:", dict(sorted(per_worker.items())))
+for w in ("A", "B"):
+    done, pruned = per_worker[(w, "COMPLETE")], per_worker[(w, "PRUNED")]
+    print(f"worker {w} ran {done + pruned} trials: {done} completed, {pruned} pruned")
 fig, ax = plt.subplots(figsize=(8, 2.4))
 t0 = min(t.datetime_start for t in trials)
 for t in trials:
@@ -386,8 +501,8 @@ workers = {t.user_attrs["worker"] for t in trials}
 assert workers == {"A", "B"} and len(trials) >= n_trials, "both workers must have run trials of the one study"
 
 # %% [markdown]
-# In the run stored in this notebook worker A ran 5 trials (4 completed, 1 pruned at step 25) and worker B ran 4
-# (2 and 2); the split changes from run to run, since which worker takes the next trial depends on timing. The
+# The lines above count each worker's trials, completed and pruned, for this run; the split changes from run to
+# run, since which worker takes the next trial depends on timing. The
 # bars overlap: the two processes trained at the same time. The first trial of each worker is the long one,
 # because it pays the process's one-time start-up of PyTorch (its first optimizer imports PyTorch's compiler
 # helpers); later trials take a few seconds. A worker's pruner compares a learning curve with the trials that
@@ -433,11 +548,28 @@ assert workers == {"A", "B"} and len(trials) >= n_trials, "both workers must hav
 #
 # - DARTS relaxes the choice of an operation into a softmax mixture, trains architecture and weights by
 #   alternating gradient steps on two halves of the data (first-order: $\nabla_\alpha \mathcal{L}_A$ at the
-#   current weights), and derives a discrete cell; the derived cell must be retrained and compared with random
-#   cells, which on small spaces are hard to beat.
+#   current weights; DARTS's second order is the one-step unrolled approximation, not the exact hypergradient,
+#   which needs $w^*$ and an inverse Hessian), and derives a discrete cell. With shared weights the derived
+#   cell beats random cells; retrained, it is as good as a random one here: random cells are hard to beat.
 # - Optuna runs the same search with a define-by-run space: TPE learns where good genomes are, the median pruner
 #   stops bad learning curves early, NSGA-II returns a Pareto front for two objectives, and a study in a
 #   database lets any number of worker processes — on one machine or many — search together.
 #
 # **Next:** the extended lessons start with convolutional networks (lesson 12), where the spaces of this lesson
 # become the cells of real image models.
+#
+# | English | 中文 | one line |
+# |---|---|---|
+# | weight sharing | 权重共享 | one set of weights serves every candidate architecture |
+# | supernet | 超网 | one network that contains every candidate of the space |
+# | one-shot search | 一次性搜索 | train the supernet once and read the architecture off it |
+# | differentiable architecture search (DARTS) | 可微分架构搜索 | relax the choice of operation to a softmax mixture and learn it by gradient |
+# | cell (NAS) | 单元 | a small graph of operations, the unit a NAS space repeats |
+# | bilevel optimization | 双层优化 | an outer problem whose constraint is the solution of an inner one |
+# | hypergradient | 超梯度 | the gradient of the outer loss through the inner problem's solution |
+# | Hessian-vector product | 黑塞向量积 | the product of a Hessian with a vector, without forming the Hessian |
+# | Tree-structured Parzen Estimator (TPE) | 树结构Parzen估计器 | propose where good trials are dense and bad ones are sparse |
+# | median pruner | 中位数剪枝 | stop a trial that is below the median of earlier ones at the same step |
+# | NSGA-II | 非支配排序遗传算法 | an evolutionary algorithm that keeps a Pareto front of its population |
+# | Pareto front | 帕累托前沿 | the architectures that no other beats on both accuracy and size |
+# | negative control | 对照实验 | the same check run on a model that cannot have learned; it must fail |
