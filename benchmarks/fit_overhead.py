@@ -1,9 +1,10 @@
 """How much does ``karpa_lab.fit`` cost over a hand-written PyTorch loop?
 
 Same model, same data, same number of steps, run by (a) the bare hand-written DataLoader loop, (b) ``fit``
-with its history and progress reporting on, and (c) PyTorch Lightning when it is installed
-(``pip install -e .[lightning]``). Two workloads: a tiny MLP on the digits (sub-millisecond steps,
-where a loop's own cost shows) and a char-LSTM on Python source (tens of milliseconds a step).
+with its history, NaN checks and gradient norms (``verbose=False``: the loop's cost, not its printing),
+and (c) PyTorch Lightning when it is installed (``pip install -e .[lightning]``). Two workloads: a tiny
+MLP on the digits (sub-millisecond steps, where a loop's own cost shows) and a char-LSTM on Python source
+(tens of milliseconds a step).
 Runs go in rounds, each runner once per round. A shared machine speeds up and slows down over seconds, so
 the ratio is taken within each round (runs seconds apart) and the table gives the median of those ratios.
 

@@ -53,11 +53,10 @@ from karpa_lab.checkpoint import (
 )
 from karpa_lab.device import autocast_dtype, get_device
 from karpa_lab.history import History
-from karpa_lab.notebook import is_interactive
 from karpa_lab.reporting import Reporter
 
 __all__ = ["CheckpointError", "History", "NonFiniteLossError", "accuracy", "default_loss", "evaluate", "fit",
-           "grad_norms", "is_interactive", "load_checkpoint", "save_checkpoint", "to_device", "warmup_cosine"]
+           "grad_norms", "load_checkpoint", "save_checkpoint", "to_device", "warmup_cosine"]
 
 
 class NonFiniteLossError(FloatingPointError):

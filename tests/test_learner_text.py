@@ -37,9 +37,6 @@ LEARNER_FILES = sorted(
     + [p for p in (ROOT / "karpa_lab").rglob("*.py")]
 )
 
-# Files that other work owns and that still carry a note: listed so the test says so; once the note is
-# gone the test fails until the entry is removed.
-KNOWN = {"karpa_lab/models/char_lstm.py"}
 
 
 def dev_notes(text: str) -> list[str]:
@@ -63,9 +60,6 @@ def test_the_pattern_catches_the_known_kinds():
 def test_no_development_notes(path: Path):
     rel = str(path.relative_to(ROOT))
     hits = dev_notes(path.read_text(encoding="utf-8"))
-    if rel in KNOWN:
-        assert hits, f"{rel} no longer carries a development note: remove it from KNOWN"
-        pytest.xfail(f"{rel} still carries a development note (owned by another change)")
     assert not hits, f"{rel} speaks of how the course was developed:\n" + "\n".join(hits)
 
 

@@ -45,7 +45,7 @@ class CharLSTM(nn.Module):
         hidden_size: H, the size of ``h_t`` and ``c_t``.
         num_layers: stacked LSTM layers.
         embed_dim: D, the size of the learned character embedding; ``None`` takes 64, plenty for a
-            vocabulary of about 100 characters (with H = 224: the 0.29M-parameter model of issue 4).
+            vocabulary of about 100 characters (with H = 224 the model has 0.29M parameters).
             Karpathy's char-rnn fed one-hot vectors instead; a learned embedding trains faster here
             (measured at H = 128 after 800 steps: 1.35 against 1.68 nats/char for one-hot input).
     """
