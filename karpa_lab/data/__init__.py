@@ -2,6 +2,7 @@
 
 from karpa_lab.data.digits import DigitsSplits, digits_loaders, load_digits_splits
 from karpa_lab.data.online import DataUnavailableError, load_mnist
+from karpa_lab.data.photos import PHOTOS, load_photo
 from karpa_lab.data.synthetic import (
     GaussianMixture2D,
     random_walk,
@@ -12,6 +13,7 @@ from karpa_lab.data.synthetic import (
 from karpa_lab.data.text import CharTokenizer, TextCorpus, python_source_text
 
 __all__ = [
+    "PHOTOS",
     "CharTokenizer",
     "DataUnavailableError",
     "DigitsSplits",
@@ -20,6 +22,7 @@ __all__ = [
     "digits_loaders",
     "load_digits_splits",
     "load_mnist",
+    "load_photo",
     "python_source_text",
     "random_walk",
     "recall_task",

@@ -307,6 +307,39 @@ def test_02_spectral_radius_slider(lab):
     lab.assert_no_widget_errors()
 
 
+def test_12_filter_and_input_pickers(lab):
+    """Lesson 12: the filter and input dropdowns and the stride slider drive filter_response's map."""
+    pytest.importorskip("karpa_lab.widgets.conv_filters")
+    setup = "from karpa_lab.widgets.conv_filters import filter_response, filter_widget"
+    ns = widget_notebook(lab, "conv_filters", setup, "display(filter_widget())", context="")
+
+    def expected(name, image, stride):
+        with one_thread():
+            return ns["filter_response"](name, image, stride)["readout"]
+
+    text, picture = lab.html(0), lab.widget(0).locator(".widget-output")
+    lab.wait_for_html(text, expected("vertical edges (Sobel x)", "photo", 1))
+    src = lab.wait_for_new_image(picture, None)
+    before = lab.png(picture)
+
+    lab.dropdown("filter").select_option(label="blur (box 3x3)")
+    lab.wait_for_html(text, expected("blur (box 3x3)", "photo", 1))
+    src = lab.wait_for_new_image(picture, src)
+
+    lab.dropdown("input").select_option(label="checkerboard")
+    lab.wait_for_html(text, expected("blur (box 3x3)", "checkerboard", 1))
+    src = lab.wait_for_new_image(picture, src)
+
+    assert lab.slider("stride").press("End") == 4  # keyboard
+    lab.wait_for_html(text, expected("blur (box 3x3)", "checkerboard", 4))
+    assert "feature map 8x8" in text.inner_text()
+    lab.wait_for_new_image(picture, src)
+    lab.wait_idle()
+    assert lab.image_change(before, lab.png(picture)) > 0.01
+    lab.save_picture(lab.widget(0), "conv_filters")
+    lab.assert_no_widget_errors()
+
+
 ATTENTION_SETUP = """
 import torch
 from karpa_lab.widgets.attention import attention_widget, readout_html, select
