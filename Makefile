@@ -17,15 +17,16 @@ TORCH_INDEX_URL ?=
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Later lessons first: they train the most, and two workers handed the long ones first finish together
 # (the short labs fill in at the end).
-NOTEBOOKS := $(shell ls -r lessons/[0-9]*.ipynb) $(sort $(wildcard labs/[0-9]*/[0-9]*.ipynb))
-PAIRS := $(sort $(wildcard lessons/[0-9]*.py labs/*/[0-9]*.py))
+NOTEBOOKS := $(shell ls -r lessons/[0-9]*.ipynb) $(sort $(wildcard lessons/solutions/[0-9]*.ipynb labs/[0-9]*/[0-9]*.ipynb))
+PAIRS := $(sort $(wildcard lessons/[0-9]*.py lessons/solutions/[0-9]*.py labs/*/[0-9]*.py))
 
-.PHONY: setup lab teach lock test unit notebooks lint sync execute bench release autograde screenshots help
+.PHONY: setup lab teach lock handout test unit notebooks lint sync execute bench release autograde screenshots help
 
 help:
 	@echo "make lab      set up (first time) and open JupyterLab on the course"
 	@echo "make teach    JupyterLab with nbgrader's teacher tools (Formgrader, Create Assignment)"
 	@echo "make lock     refresh constraints.txt from the installed versions"
+	@echo "make handout DEST=dir   a copy of the course without the worked solutions"
 	@echo "make test     set up (first time) and run every test, notebooks included"
 	@echo "make sync     jupytext --sync every paired notebook (after editing a .py)"
 	@echo "make execute  re-run every lesson and lab notebook in place so the .ipynb carry fresh outputs"
@@ -119,6 +120,11 @@ autograde: setup
 	@test -d "$(SUBMISSIONS)" || { echo "make autograde: no folder '$(SUBMISSIONS)'. Put each student's notebook at"; \
 		echo "  $(SUBMISSIONS)/<student>/<lab>/<lab>.ipynb  (or: make autograde SUBMISSIONS=path/to/submitted)"; exit 2; }
 	$(PY) -m karpa_lab.testing.labs autograde "$(SUBMISSIONS)" --course "$(COURSE)" $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+# The course without lessons/solutions/ (and without the links to it), for exercises set as homework.
+handout:
+	@test -n "$(DEST)" || { echo "make handout DEST=path/to/new/folder"; exit 2; }
+	$(PYTHON) tools/handout.py "$(DEST)"
 
 screenshots: setup
 	$(PY) tools/screenshots.py

@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from karpa_lab import accuracy, by_scale, evaluate, fit, seed_everything
-from karpa_lab.data import load_digits_splits, load_photo
+from karpa_lab.data import digits_on_canvas, load_digits_splits, load_photo
 from karpa_lab.models.conv import (
     conv2d_backward,
     conv2d_im2col,
@@ -48,6 +48,7 @@ from karpa_lab.models.conv import (
     max_pool2d_backward,
     receptive_field,
     shape_trace,
+    small_cnn,
 )
 from karpa_lab.widgets.conv_filters import filter_widget
 
@@ -202,17 +203,11 @@ assert odd > 100 * max(even, 1e-9) and pool_odd > 100 * max(pool_even, 1e-9)
 # **The receptive field (感受野)** of a unit is the patch of input it can see. Along one axis, after
 # layer $l$ with kernel $k_l$ and stride $s_l$: $r_l = r_{l-1} + (k_l - 1)\,j_{l-1}$ and
 # $j_l = j_{l-1} s_l$ ($j$: input pixels between neighbouring units, $r_0 = j_0 = 1$). The network of
-# section 4 stacks conv 3x3, pool 2x2 and conv 3x3. The formula, and the patch where a unit's gradient
-# with respect to the input is non-zero, must agree:
+# section 4 (`karpa_lab.models.conv.small_cnn`: conv 3x3, ReLU, pool 2x2, conv 3x3, ReLU, a global
+# max-pool, a linear read-out) stacks conv 3x3, pool 2x2 and conv 3x3. The formula, and the patch where a
+# unit's gradient with respect to the input is non-zero, must agree:
 
 # %%
-def small_cnn(width: int = 12) -> nn.Sequential:
-    """conv 3x3 -> ReLU -> max-pool 2 -> conv 3x3 -> ReLU -> global max-pool -> linear: a few thousand weights."""
-    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(2 * width, 10))
-
-
 field = receptive_field([(3, 1), (2, 2), (3, 1)])
 torch.manual_seed(0)
 probe = small_cnn()[:5].double()  # up to the second convolution's ReLU
@@ -234,7 +229,7 @@ plt.show()
 # ## 4. Where the inductive bias matters: digits anywhere on a canvas
 #
 # Put each 8x8 digit at a random place on a 16x16 canvas (three places per training digit, one per test
-# digit, the test digits never seen). A small CNN, and an MLP with one hidden layer and as many weights.
+# digit, the test digits never seen: `karpa_lab.data.digits_on_canvas`). A small CNN, and an MLP with one hidden layer and as many weights.
 # The MLP has to learn each digit at each position separately; the CNN's shared filters and its global
 # max-pool find a stroke wherever it is.
 #
@@ -250,20 +245,8 @@ EPOCHS = by_scale(6, 20)
 digits = load_digits_splits()
 
 
-def place_anywhere(x: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    out = torch.zeros(n * copies, 1, CANVAS, CANVAS)
-    for k in range(copies):
-        top = torch.randint(0, CANVAS - 7, (n,), generator=g)
-        left = torch.randint(0, CANVAS - 7, (n,), generator=g)
-        for i in range(n):
-            out[k * n + i, 0, top[i]:top[i] + 8, left[i]:left[i] + 8] = x[i, 0]
-    return out
-
-
-x_train, y_train = place_anywhere(digits.x_train, COPIES, seed=1), digits.y_train.repeat(COPIES)
-x_test, y_test = place_anywhere(digits.x_test, 1, seed=2), digits.y_test
+x_train, y_train = digits_on_canvas(digits.x_train, CANVAS, COPIES, seed=1), digits.y_train.repeat(COPIES)
+x_test, y_test = digits_on_canvas(digits.x_test, CANVAS, 1, seed=2), digits.y_test
 permutation = torch.randperm(CANVAS * CANVAS, generator=torch.Generator().manual_seed(5))
 shuffled = lambda t: t.flatten(1)[:, permutation].view_as(t)
 n_params = lambda m: sum(p.numel() for p in m.parameters())
@@ -403,9 +386,11 @@ filter_widget()
 #    and show it equals `F.conv2d` with `weight.flip(2, 3)`.
 # 4. **Average pooling.** Write `avg_pool2d` and its backward in the style of `max_pool2d` and check both
 #    against PyTorch. Which inputs get a gradient now?
-# 5. **Global average instead of global max.** Replace `nn.AdaptiveMaxPool2d(1)` by
-#    `nn.AdaptiveAvgPool2d(1)` in `small_cnn` and re-run section 4. Predict first: does the CNN's edge
+# 5. **Global average instead of global max.** Build the CNN with `small_cnn(pool="avg")` (global
+#    average pooling instead of the global max) and re-run section 4. Predict first: does the CNN's edge
 #    over the MLP grow or shrink?
+#
+# Worked solutions, each one run and checked: [solutions/12_cnns.ipynb](solutions/12_cnns.ipynb).
 #
 # ## Summary
 #

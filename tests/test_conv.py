@@ -17,6 +17,7 @@ from karpa_lab.models.conv import (
     max_pool2d_backward,
     receptive_field,
     shape_trace,
+    small_cnn,
 )
 
 GRID = [dict(stride=s, padding=p, dilation=d, groups=g, kernel=k)
@@ -84,3 +85,21 @@ def test_shape_trace_names_the_layer_that_breaks():
     rows = shape_trace(model, torch.zeros(1, 3, 16, 16))
     assert rows[1] == ("1", "MaxPool2d", (1, 8, 8, 8)) and rows[-1][0] == "3" and "fails" in rows[-1][2]
     assert shape_trace(model, torch.zeros(1, 3, 14, 14))[-1] == ("3", "Linear", (1, 10))
+
+
+def test_small_cnn_and_the_canvas_task():
+    from karpa_lab.data import digits_on_canvas
+
+    digits = torch.rand(5, 1, 8, 8)
+    canvas = digits_on_canvas(digits, canvas=16, copies=3, seed=0)
+    assert canvas.shape == (15, 1, 16, 16)
+    # every copy holds its digit exactly once, somewhere, and nothing else
+    for k in range(15):
+        assert torch.isclose(canvas[k].sum(), digits[k % 5].sum())
+    assert not torch.equal(canvas[0], canvas[5])  # the copies sit at different places
+    with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
+        digits_on_canvas(torch.zeros(2, 8, 8))
+    for pool in ("max", "avg"):
+        assert small_cnn(pool=pool)(canvas).shape == (15, 10)
+    with pytest.raises(ValueError, match="pool must be"):
+        small_cnn(pool="median")

@@ -31,7 +31,7 @@ DEV_NOTES = re.compile(
 )
 
 LEARNER_FILES = sorted(
-    [p for p in (ROOT / "lessons").glob("[0-9]*.py")]
+    [p for p in (ROOT / "lessons").rglob("[0-9]*.py") if ".ipynb_checkpoints" not in p.parts]
     + [p for p in (ROOT / "labs").rglob("[0-9]*.py") if ".ipynb_checkpoints" not in p.parts]
     + [ROOT / "README.md"]
     + [p for p in (ROOT / "karpa_lab").rglob("*.py")]

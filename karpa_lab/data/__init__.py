@@ -1,6 +1,6 @@
 """Offline data for the course; one optional online loader (MNIST) that never runs by default."""
 
-from karpa_lab.data.digits import DigitsSplits, digits_loaders, load_digits_splits
+from karpa_lab.data.digits import DigitsSplits, digits_loaders, digits_on_canvas, load_digits_splits
 from karpa_lab.data.online import DataUnavailableError, load_mnist
 from karpa_lab.data.photos import PHOTOS, load_photo
 from karpa_lab.data.synthetic import (
@@ -20,6 +20,7 @@ __all__ = [
     "GaussianMixture2D",
     "TextCorpus",
     "digits_loaders",
+    "digits_on_canvas",
     "load_digits_splits",
     "load_mnist",
     "load_photo",

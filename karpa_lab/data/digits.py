@@ -66,3 +66,24 @@ def digits_loaders(
     val = DataLoader(TensorDataset(d.x_val, d.y_val), batch_size=256)
     test = DataLoader(TensorDataset(d.x_test, d.y_test), batch_size=256)
     return train, val, test
+
+
+def digits_on_canvas(x: torch.Tensor, canvas: int = 16, copies: int = 1, seed: int = 0) -> torch.Tensor:
+    """Each 8x8 digit of ``x`` (N, 1, 8, 8) pasted ``copies`` times at uniformly random places on an empty
+    ``canvas`` x ``canvas`` image: (N * copies, 1, canvas, canvas), copy k of digit i at row k * N + i.
+
+    The task where a convolution's inductive bias matters: the same digit can be anywhere (lesson 12).
+    """
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"digits_on_canvas needs digits of shape (N, 1, 8, 8), got {tuple(x.shape)}")
+    if canvas < 8 or copies < 1:
+        raise ValueError(f"need canvas >= 8 and copies >= 1, got canvas={canvas}, copies={copies}")
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    out = torch.zeros(n * copies, 1, canvas, canvas)
+    for k in range(copies):
+        top = torch.randint(0, canvas - 7, (n,), generator=g)
+        left = torch.randint(0, canvas - 7, (n,), generator=g)
+        for i in range(n):
+            out[k * n + i, 0, top[i]:top[i] + 8, left[i]:left[i] + 8] = x[i, 0]
+    return out

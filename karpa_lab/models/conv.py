@@ -140,6 +140,18 @@ def max_pool2d_backward(grad_out: torch.Tensor, where: torch.Tensor, kernel: int
     return grad.view(b, c, ho, wo, kernel, kernel).permute(0, 1, 2, 4, 3, 5).reshape(b, c, ho * kernel, wo * kernel)
 
 
+def small_cnn(width: int = 12, pool: str = "max", in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """conv 3x3 -> ReLU -> max-pool 2 -> conv 3x3 -> ReLU -> global pool -> linear: a few thousand weights.
+
+    ``pool``: "max" (a stroke anywhere on the canvas counts fully) or "avg" (global average pooling)."""
+    if pool not in ("max", "avg"):
+        raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+    global_pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+                         global_pool, nn.Flatten(), nn.Linear(2 * width, classes))
+
+
 def receptive_field(layers: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """(receptive field, jump) after each layer, for layers given as (kernel, stride) along one axis.
 
