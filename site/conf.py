@@ -35,6 +35,8 @@ html_theme_options = {
     "navigation_with_keys": False,
 }
 html_last_updated_fmt = None
+html_static_path = ["_static"]
+html_css_files = ["cjk.css"]
 html_use_index = False  # no index entries: an empty genindex page would only be noise
 html_favicon = "favicon.svg"  # declared, so browsers do not ask the server's root for /favicon.ico
 html_copy_source = True  # the download button offers each lesson's .ipynb

@@ -182,7 +182,14 @@ def readme_sections(readme: str) -> dict[str, str]:
     return sections
 
 
-RUN_SECTIONS = ("Two commands", "Scaling up on a GPU", "For teachers: labs", "Make targets", "Troubleshooting")
+RUN_SECTIONS = (
+    "Two commands",
+    "Scaling up on a GPU",
+    "For teachers: labs",
+    "Make targets",
+    "The course as a website",
+    "Troubleshooting",
+)
 
 
 def run_page(readme: str) -> str:
@@ -325,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.monotonic()
     src = BUILD / "site-src"
-    pages = layout(src)
+    layout(src)
     node_modules()
     subprocess.run(
         [
@@ -346,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     vendor(args.out)
     stale(src, args.out)
-    pages = len(list(args.out.rglob("*.html")))
+    pages = len([p for p in args.out.rglob("*.html") if "_static" not in p.relative_to(args.out).parts])
     print(
         f"site: {pages} HTML pages in {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}"
         f" ({time.monotonic() - start:.0f} s); view it with: python -m http.server -d {args.out}"
