@@ -14,6 +14,8 @@ html_title = "karpa-lab"
 
 extensions = ["myst_nb"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+# $$...$$ inside a paragraph or list item is display math too, as JupyterLab shows it.
+myst_dmath_double_inline = True
 myst_heading_anchors = 3
 # The notebooks carry the outputs of a real CPU run: show those, never re-execute.
 nb_execution_mode = "off"

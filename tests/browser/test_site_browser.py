@@ -283,12 +283,13 @@ def test_chinese_renders_in_a_cjk_font(chromium, site, site_url):
     page = chromium.new_page()
     try:
         page.goto(site_url + name)
-        # In the glossary, a term of its table; elsewhere, the first Chinese text of the lesson.
-        selector = "article table" if name == "glossary.html" else "article"
+        # In the glossary, a term in its table's body; elsewhere, the first Chinese text of the lesson.
+        selector = "article table td" if name == "glossary.html" else "article"
         found = page.evaluate(
             """
             selector => {
-              const walker = document.createTreeWalker(document.querySelector(selector), NodeFilter.SHOW_TEXT);
+              for (const root of document.querySelectorAll(selector)) {
+              const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
               while (walker.nextNode()) {
                 const node = walker.currentNode, at = node.textContent.search(/[\\u4e00-\\u9fff]/);
                 if (at < 0 || !node.parentElement.checkVisibility()) continue;
@@ -297,6 +298,7 @@ def test_chinese_renders_in_a_cjk_font(chromium, site, site_url):
                 node.parentElement.setAttribute('data-cjk-probe', '1');
                 return {glyph: node.textContent[at], width: range.getBoundingClientRect().width,
                         size: parseFloat(getComputedStyle(node.parentElement).fontSize)};
+              }
               }
               return null;
             }""",
