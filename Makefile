@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Each audience gets what it needs: learners (`make lab`) the lessons' tools, `make test` also the test tools.
 # Versions come from constraints.txt (`make lock` refreshes it), so a clone next year installs what was tested.
 LEARNER_EXTRAS := lab,grading,nas
-TEST_EXTRAS := lab,test,grading,nas,browser
+TEST_EXTRAS := lab,test,grading,nas,browser,site
 # The install is redone only when pyproject.toml or constraints.txt (or this recipe's version) changes.
 HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 LAB_STAMP := $(VENV)/.installed-lab-$(HASH)-v2
@@ -20,7 +20,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 NOTEBOOKS := $(shell ls -r lessons/[0-9]*.ipynb) $(sort $(wildcard lessons/solutions/[0-9]*.ipynb labs/[0-9]*/[0-9]*.ipynb))
 PAIRS := $(sort $(wildcard lessons/[0-9]*.py lessons/solutions/[0-9]*.py labs/*/[0-9]*.py))
 
-.PHONY: setup lab teach lock handout test unit notebooks lint sync execute bench release autograde screenshots help
+.PHONY: setup lab teach lock handout test unit notebooks lint sync execute bench release autograde screenshots site help
 
 help:
 	@echo "make lab      set up (first time) and open JupyterLab on the course"
@@ -34,6 +34,7 @@ help:
 	@echo "make release  generate the student versions of every lab into release/ (nbgrader)"
 	@echo "make autograde SUBMISSIONS=dir   grade submissions (dir/<student>/<lab>/<lab>.ipynb) into grading/grades.csv"
 	@echo "make screenshots  PNGs of the widgets after a slider move, into docs/img/ (needs chromium)"
+	@echo "make site    the course as a static website, from the committed notebooks, into build/site/"
 
 setup: $(TEST_STAMP)
 
@@ -85,11 +86,18 @@ lock: setup
 lint: setup
 	$(VENV)/bin/ruff check karpa_lab tests benchmarks lessons labs tools
 
-# Unit tests, the notebook pairs, the lab pipeline (nbgrader) and the widgets in headless Chromium
+# The static site: lessons (stored outputs, nothing re-run), a page per lab, glossary, "run it yourself";
+# MathJax and the widget manager served from the site itself (npm ci of site/package-lock.json into build/).
+site: setup
+	OMP_NUM_THREADS=1 $(PY) tools/build_site.py --out build/site
+
+# Unit tests, the notebook pairs, the lab pipeline (nbgrader), the widgets and the site in headless Chromium
 # (tests/browser: skipped with the reason when chromium is missing, an error with KARPA_REQUIRE_BROWSER=1).
 # One thread per process: two workers each running torch on two threads of a 2-core machine run at half speed.
-unit: setup
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(VENV)/bin/pytest -q -n 2 tests
+# The site's browser tests share one visit of every page: loadgroup keeps them on one worker; they use the
+# build that the site target just made (KARPA_SITE_BUILT) instead of building again.
+unit: setup site
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg KARPA_SITE_BUILT=1 $(VENV)/bin/pytest -q -n 2 --dist loadgroup tests
 
 # One notebook per worker, two workers; each kernel gets one thread so two lessons share the two cores.
 notebooks: setup

@@ -86,8 +86,8 @@ print(describe(device))
 #
 # - **The exact hypergradient** differentiates through $w^*(\alpha)$. By the implicit function theorem
 #   ($\nabla_w \mathcal{L}_W(w^*, \alpha) = 0$ for every $\alpha$),
-#   $$\frac{d\mathcal{L}_A(w^*(\alpha), \alpha)}{d\alpha} = \nabla_\alpha \mathcal{L}_A(w^*, \alpha)
-#     - \nabla^2_{\alpha, w} \mathcal{L}_W(w^*, \alpha)\, \big[\nabla^2_{w, w} \mathcal{L}_W(w^*, \alpha)\big]^{-1}
+#   $$\frac{d\mathcal{L}_A(w^*(\alpha), \alpha)}{d\alpha} = \nabla_\alpha \mathcal{L}_A(w^*, \alpha) -
+#     \nabla^2_{\alpha, w} \mathcal{L}_W(w^*, \alpha)\, \big[\nabla^2_{w, w} \mathcal{L}_W(w^*, \alpha)\big]^{-1}
 #     \nabla_w \mathcal{L}_A(w^*, \alpha),$$
 #   which needs $w^*$ (a full inner training) and an inverse Hessian: out of reach for a network.
 # - **The one-step unrolled approximation** (Liu et al. 2019, eq. 7) replaces $w^*$ by a single virtual

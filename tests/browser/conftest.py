@@ -301,18 +301,27 @@ def lab_server(tmp_path_factory) -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="session")
-def browser(lab_server) -> Iterator:
+def chromium() -> Iterator:
     """Debian's Chromium, headless, in a fresh profile (Playwright makes a new one per launch)."""
+    reason = browser_missing()
+    if reason:
+        _skip_or_fail(reason)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
+        launched = playwright.chromium.launch(
             executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(lab_server, chromium) -> Iterator:
+    """The Chromium of the JupyterLab tests (started after their server)."""
+    yield chromium
 
 
 @dataclass
