@@ -375,6 +375,118 @@ assert scalar_losses[-1] < 0.8 * scalar_losses[0], scalar_losses
 # %% [markdown]
 # ## 5. The same network with tensors and `fit`
 #
+# Before handing the gradients to `fit`, two checks that do not trust autograd: the gradient of the loss
+# with respect to the logits, derived by hand, and a finite-difference check of the whole network.
+#
+# %% [markdown]
+# ### 5a. The gradient of the last layer, by hand
+#
+# The loss of one image is $\ell_i = \log\sum_k e^{z_{ik}} - z_{i,y_i}$ and $\mathcal{L} = \frac1B\sum_i
+# \ell_i$. Only $\ell_i$ depends on row $z_i$ (10,), and
+#
+# $$\frac{\partial \ell_i}{\partial z_{ij}} = \frac{e^{z_{ij}}}{\sum_k e^{z_{ik}}} - [j = y_i]
+#   = p_{ij} - [j = y_i], \qquad
+#   \frac{\partial\mathcal{L}}{\partial z} = \frac{1}{B}\big(\mathrm{softmax}(z) - \mathrm{onehot}(y)\big)
+#   \quad (B, 10),$$
+#
+# with $p_i = \mathrm{softmax}(z_i)$ (10,) the predicted probabilities. The gradient pushes the right
+# class's logit up by $1 - p_{i,y_i}$ and every other logit down by its probability; an image the network
+# already gets right with confidence contributes almost nothing. One step further back, $z = h W_2^\top + b_2$
+# gives $\partial\mathcal{L}/\partial W_2 = (\partial\mathcal{L}/\partial z)^\top h$ (10, H). Both, against
+# `torch.autograd`, on the float64 MLP of section 4 and a batch of 64 images:
+
+# %%
+x_check = digits.x_train[:64].double()
+y_check = digits.y_train[:64]
+ref_mlp.zero_grad()
+hidden_act = ref_mlp[1](ref_mlp[0](x_check))                      # h (B, H)
+logits = ref_mlp[2](hidden_act)                                    # z (B, 10)
+logits.retain_grad()
+F.cross_entropy(logits, y_check).backward()
+dz = (torch.softmax(logits, dim=1) - F.one_hot(y_check, 10)) / len(y_check)   # (B, 10), by hand
+dz_error = (dz - logits.grad).abs().max().item()
+dw2_error = (dz.T @ hidden_act - ref_mlp[2].weight.grad).abs().max().item()
+no_mean_error = (dz * len(y_check) - logits.grad).abs().max().item()          # the 1/B forgotten
+print(f"dL/dz by hand vs autograd: largest difference {dz_error:.1e}; dL/dW2 {dw2_error:.1e}; "
+      f"without the 1/B: {no_mean_error:.2f}")
+assert dz_error < 1e-12 and dw2_error < 1e-12
+assert no_mean_error > 0.1  # the check is sharp enough to catch a forgotten 1/B
+
+# %% [markdown]
+# ### 5b. A finite-difference gradient check
+#
+# Autograd could share a mistake with our reasoning; the definition of the derivative cannot. For any
+# parameter $\theta_k$, the centred difference (中心差分)
+#
+# $$g^{\text{num}}_k = \frac{\mathcal{L}(\theta + \epsilon e_k) - \mathcal{L}(\theta - \epsilon e_k)}{2\epsilon}$$
+#
+# approximates $\partial\mathcal{L}/\partial\theta_k$ with an error of order $\epsilon^2$ (the one-sided
+# difference is only of order $\epsilon$). The gradient check (梯度检验) of CS231n compares it with the
+# backward pass by the relative error $|g^{\text{num}} - g^{\text{bp}}| / \max(|g^{\text{num}}|, |g^{\text{bp}}|)$,
+# in float64: float32's rounding alone would swamp the difference. We check the tensor MLP that `fit`
+# trains below (64-256-10, ReLU), on a float64 copy and 32 images, at 50 random coordinates of each of its
+# four parameter tensors, with $\epsilon = 10^{-4}$. A coordinate whose gradient is exactly 0 on both sides
+# (a weight of an always-blank pixel) counts as agreement. Why not a much smaller $\epsilon$: the loss
+# itself is rounded to about $10^{-16}$ of its value, so the difference quotient carries an error of about
+# $10^{-16}/\epsilon$, which for the smallest gradients here (of order $10^{-5}$) is the larger error
+# (exercise 3 measures both).
+
+# %%
+def gradient_check(net, x, y, coords_per_tensor=50, eps=1e-4, seed=0):
+    """Largest relative error between backprop and centred differences at random coordinates of ``net``."""
+    net.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    rng, worst = torch.Generator().manual_seed(seed), 0.0
+    with torch.no_grad():
+        for p in net.parameters():
+            flat, grad = p.view(-1), p.grad.view(-1)
+            for k in torch.randint(flat.numel(), (coords_per_tensor,), generator=rng).tolist():
+                saved = flat[k].item()
+                flat[k] = saved + eps
+                up = F.cross_entropy(net(x), y).item()
+                flat[k] = saved - eps
+                down = F.cross_entropy(net(x), y).item()
+                flat[k] = saved
+                numeric, analytic = (up - down) / (2 * eps), grad[k].item()
+                scale = max(abs(numeric), abs(analytic))
+                worst = max(worst, 0.0 if scale == 0 else abs(numeric - analytic) / scale)
+    return worst
+
+
+seed_everything(0)
+mlp_check = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).double()
+x_fd, y_fd = digits.x_train[:32].double(), digits.y_train[:32]
+fd_error = gradient_check(mlp_check, x_fd, y_fd)
+print(f"gradient check, 200 coordinates, eps = 1e-4: largest relative error {fd_error:.1e}")
+assert fd_error < 2e-6, fd_error
+
+# %% [markdown]
+# The largest error sits on a coordinate whose gradient is tiny, where the rounding of $\mathcal{L}$ counts
+# most; asserted: below $2 \cdot 10^{-6}$. CS231n's notes: a relative error above $10^{-2}$ usually means a bug, below $10^{-7}$ you should be
+# happy, and with kinks such as ReLU's (where a step of $\epsilon$ can cross from one side to the other)
+# somewhat more is normal. The check has teeth: a backward pass that forgets the $\frac1B$ of the mean
+# is off by a factor of $B$ at every coordinate, a relative error of $1 - 1/B$:
+
+# %%
+class SummedGradient(nn.Module):
+    """The forward of ``net``, but its backward is that of the summed, not the mean, loss (a planted bug)."""
+
+    def __init__(self, net, batch):
+        super().__init__()
+        self.net, self.batch = net, batch
+
+    def forward(self, x):
+        z = self.net(x)
+        return z + (self.batch - 1) * (z - z.detach())  # same value, gradient times B
+
+
+broken_error = gradient_check(SummedGradient(mlp_check, len(y_fd)), x_fd, y_fd)
+print(f"the same check on a backward pass without the 1/B: largest relative error {broken_error:.2f}")
+assert broken_error > 0.5, broken_error
+
+# %% [markdown]
+# ### 5c. Training
+#
 # With tensors, $x W_1^\top$ for a whole batch is one matrix product, and `fit` runs the training loop:
 # forward, `loss.backward()` (the algorithm above), AdamW update, evaluation. We widen the hidden layer to
 # 256 ReLU units and train on the full training split (1,078 images; 359 for validation, 360 for the
@@ -458,10 +570,11 @@ assert blank_change < 0.05 * typical_change
 # 2. **A new operation.** Add `log` to the lesson's `Value` (local derivative $1/a$) and a `sigmoid`
 #    ($\sigma(a)(1-\sigma(a))$). Add them to `OPS` (apply `log` to `a * a + 1`) and re-run the check
 #    against `torch.autograd`.
-# 3. **The softmax gradient.** Show on paper that for the cross-entropy of section 4,
-#    $\partial\mathcal{L}/\partial z_{ij} = \frac{1}{B}(\mathrm{softmax}(z_i)_j - [j = y_i])$. Check it
-#    numerically: build the logits of one image as `Value`s, call `autograd.cross_entropy`, and compare
-#    each logit's `.grad` with the formula.
+# 3. **The finite-difference step.** Re-run `gradient_check` with `eps` = 1e-2, 1e-4, 1e-8 and 1e-11 and
+#    plot the largest relative error against `eps` on log-log axes. Why does it fall and then rise again?
+#    (The centred difference is off by a term of order $\epsilon^2$; float64 rounds $\mathcal{L}$ to about
+#    $10^{-16}$, an error of order $10^{-16}/\epsilon$ in the quotient.) Then run it with the model and
+#    the images in float32.
 # 4. **Learning rate.** Re-run the scalar training of section 4 with `lr = 0.1` and `lr = 5.0`. Which one
 #    is too slow, which one unstable? Then try `lr = 3e-2` in section 5: what happens to the test accuracy?
 # 5. **Capacity.** Set `hidden = 16` in section 5. Predict the test accuracy before you run it. How do the
@@ -473,6 +586,10 @@ assert blank_change < 0.05 * typical_change
 #   only needs its local derivatives, and gradients are *summed* over every use of a value.
 # - Our 60-line `Value` computes the same gradients as `torch.autograd` (to float64 rounding on 100
 #   random graphs), and trains a scalar MLP; it is kept in `karpa_lab/models/autograd.py`.
+# - The gradient of the mean cross-entropy with respect to the logits is $(\mathrm{softmax}(z) -
+#   \mathrm{onehot}(y))/B$, equal to autograd's; a centred-difference gradient check in float64 agrees with
+#   the backward pass of the 64-256-10 MLP to a relative error below $2 \cdot 10^{-6}$ (asserted), and catches a
+#   planted missing $1/B$.
 # - With tensors and `fit`, a 64-256-10 MLP classifies at least 95 % of the test digits (asserted); its first-layer units
 #   are templates for pieces of digits, and pixels that never carry ink never receive a gradient.
 #
@@ -491,3 +608,5 @@ assert blank_change < 0.05 * typical_change
 # | learning rate | 学习率 | the step size of a gradient update |
 # | cross-entropy | 交叉熵 | the mean negative log-probability the model gives the right class |
 # | multilayer perceptron (MLP) | 多层感知机 | linear layers with a nonlinearity between them |
+# | gradient check | 梯度检验 | comparing the backward pass with finite differences of the loss |
+# | centred difference | 中心差分 | (f(x + eps) - f(x - eps)) / 2 eps, a derivative estimate with error of order eps^2 |

@@ -202,6 +202,61 @@ assert raw[-1] < 0.3 and top_weight["not scaled"][-1] > 0.9  # nearly one-hot at
 # the failure the $\sqrt{d_k}$ prevents.
 
 # %% [markdown]
+# The entropy says the rows saturate; the gradient is what suffers. The Jacobian (雅可比矩阵) of a softmax
+# row $a = \operatorname{softmax}(s)$ (S,) with respect to its scores is
+#
+# $$J = \frac{\partial a}{\partial s} = \operatorname{diag}(a) - a\,a^\top \quad (S, S),$$
+#
+# and every gradient that reaches the queries and keys passes through it. Its Frobenius norm
+# $\|J\|_F$ is largest for spread-out rows and 0 for an exactly one-hot row ($a = e_i$ gives
+# $\operatorname{diag}(e_i) - e_i e_i^\top = 0$). The same queries and keys as above, $\|J\|_F$ averaged over
+# the 256 queries, with and without the scaling, for head sizes up to 16384:
+
+# %%
+def softmax_jacobian_norm(weights):
+    """weights (N, S), rows summing to 1 -> mean over rows of ||diag(a) - a a^T||_F."""
+    jac = torch.diag_embed(weights) - weights[:, :, None] * weights[:, None, :]   # (N, S, S)
+    return jac.flatten(1).norm(dim=1).mean().item()
+
+
+jac_d_ks = d_ks + [4096, 16384]
+jac_norm = {"scaled by 1/sqrt(d_k)": [], "not scaled": []}
+g = torch.Generator().manual_seed(0)  # the same draws as the entropy table, then two larger heads
+for d_k in jac_d_ks:
+    q, k = torch.randn(n_queries, d_k, generator=g), torch.randn(S, d_k, generator=g)
+    for name, scale in (("scaled by 1/sqrt(d_k)", None), ("not scaled", 1.0)):
+        _, w = scaled_dot_product_attention(q, k, torch.zeros(S, 1), scale=scale)
+        jac_norm[name].append(softmax_jacobian_norm(w))
+print(f"{'d_k':>6}" + "".join(f"{'||J||_F, ' + n:>32}" for n in jac_norm))
+for i, d_k in enumerate(jac_d_ks):
+    print(f"{d_k:>6}" + "".join(f"{jac_norm[n][i]:>32.4f}" for n in jac_norm))
+scaled_jac, raw_jac = jac_norm["scaled by 1/sqrt(d_k)"], jac_norm["not scaled"]
+print(f"largest d_k: not scaled / scaled = {raw_jac[-1] / scaled_jac[-1]:.3f}; "
+      f"scaled, largest relative change from d_k = 4: {max(abs(j / scaled_jac[0] - 1) for j in scaled_jac):.3f}")
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for name, values in jac_norm.items():
+    ax.plot(jac_d_ks, values, "o-", label=name)
+ax.set(xscale="log", yscale="log", xlabel="head size d_k", ylabel=r"mean $\|J\|_F$",
+       title="the softmax Jacobian: what the gradient passes through")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Scaled, the Jacobian's norm does not depend on $d_k$; unscaled, it shrinks with every step up from
+# $d_k = 16$, and at the largest head it is a small fraction of the scaled one (both printed): the
+# gradient through a saturated softmax vanishes. (At $d_k = 4$ and 16 the unscaled scores, of standard
+# deviation 2 and 4, give a *larger* Jacobian than the scaled ones: the scaling does not maximise the
+# gradient, it makes it independent of the head size.) Asserted: the scaled norm stays within 5 % of its
+# value at $d_k = 4$; the unscaled one falls at every step from $d_k = 16$ on and ends below 0.2 of the
+# scaled one.
+
+# %%
+assert max(abs(j / scaled_jac[0] - 1) for j in scaled_jac) < 0.05, scaled_jac
+assert all(a > b for a, b in zip(raw_jac[1:], raw_jac[2:])), raw_jac
+assert raw_jac[-1] < 0.2 * scaled_jac[-1], (raw_jac, scaled_jac)
+
+# %% [markdown]
 # ## 5. Multi-head attention, written out
 #
 # The head split is a `view` and a `transpose`: head $j$ owns features $j\,d_h \ldots (j+1)\,d_h - 1$ of
@@ -450,7 +505,9 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 # ## Summary
 # - Attention is $\operatorname{softmax}(QK^\top/\sqrt{d_k} + M)V$: a content-based weighted average, one
 #   row of weights per query; masks are $-\infty$ scores; a row with nothing to attend to gives zeros.
-# - The $\sqrt{d_k}$ keeps the scores at unit variance; without it the softmax saturates (measured).
+# - The $\sqrt{d_k}$ keeps the scores at unit variance; without it the softmax saturates and the norm of
+#   its Jacobian $\operatorname{diag}(a) - aa^\top$, through which every gradient passes, shrinks towards 0
+#   as $d_k$ grows, while with it the norm does not change (measured).
 # - Multi-head attention is a reshape around the same operation; ours equals PyTorch's to $10^{-12}$.
 # - Attention alone ignores order; positional encodings (sinusoidal or learned) give it back, and a task
 #   that needs order is unsolvable without them (the accuracies of section 7).
@@ -466,6 +523,7 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 # | key | 键 | what a position offers to be matched on |
 # | value | 值 | what a position hands over when it is attended to |
 # | scaled dot-product attention | 缩放点积注意力 | softmax of query-key dot products divided by the square root of d_k |
+# | Jacobian | 雅可比矩阵 | the matrix of partial derivatives of one vector with respect to another |
 # | mask | 掩码 | which keys each query may attend to |
 # | causal mask | 因果掩码 | a mask that lets each position attend only to itself and earlier positions |
 # | multi-head attention | 多头注意力 | several attentions on slices of the features, side by side |
