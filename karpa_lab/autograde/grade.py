@@ -120,15 +120,29 @@ def _definitions(source: str) -> str:
     return ast.unparse(ast.Module(body=body, type_ignores=[]))
 
 
+def _in_sandbox(cell: dict) -> bool:
+    """A locked helper tagged ``sandbox`` runs next to the student's code (its results must be plain data)."""
+    return "sandbox" in cell.get("metadata", {}).get("tags", [])
+
+
 def trusted_namespace(session: Session, release: dict) -> dict:
-    """The grader's namespace: the student's functions as remote calls, then the released setup and helpers."""
+    """The grader's namespace: the student's functions as remote calls, then the released setup and helpers.
+
+    The helpers tagged ``sandbox`` (a training loop that calls the student's step a few hundred times) are
+    defined again in the sandbox from the released notebook and called there; a test checks what they
+    return here (a generator's weights, say), so that the student's code never sees the check.
+    """
+    for cell in release["cells"]:
+        if _in_sandbox(cell) and cell["cell_type"] == "code":
+            session.runner.request("cell", session.timeout + 30, code=_source(cell), timeout=session.timeout,
+                                   index=-1)
     listing = session.runner.request("names", 60)["callables"]
     ns: dict = {"__name__": "__karpa_grader__"}
     for name, code_names in listing.items():
         ns[name] = RemoteFunction(session, name, code_names)
     for cell in release["cells"]:
         meta = _meta(cell)
-        if cell["cell_type"] != "code" or meta.get("grade") or meta.get("solution"):
+        if cell["cell_type"] != "code" or meta.get("grade") or meta.get("solution") or _in_sandbox(cell):
             continue
         before = dict(ns)
         exec(compile(_source(cell) if meta.get("locked") else _definitions(_source(cell)), "<lab>", "exec"), ns)
@@ -243,7 +257,7 @@ def grade_submission(notebook: Path, released: Path, source: Path, lab: str, scr
     runner = Runner(scratch, sandboxed, memory_bytes, wall_clock)
     try:
         run_in_sandbox(runner, cells, timeout)
-        session = Session(runner, scratch / "io", timeout, FORBIDDEN_TORCH.get(lab, ()))
+        session = Session(runner, timeout, FORBIDDEN_TORCH.get(lab, ()))
         problems += grade_cells(cells, session, release, json.loads(source.read_text(encoding="utf-8")))
         if session.events.stopped:
             problems.append(f"the sandbox stopped: {session.events.stopped}; what had not run got no points")

@@ -1,10 +1,11 @@
 """The grader's handle on the notebook's functions: calling one runs it in the sandbox and brings back data.
 
 A test runs in the grader's process, with its own ``torch`` and its own checks; where it calls the
-student's ``lstm_cell`` it calls a :class:`RemoteFunction`. The arguments go to the sandbox as a
-``torch.save`` file; what comes back (the result, and the state of the arguments the call may have changed
-in place: tensors, modules, optimizers, generators, random.Random, lists, deques, dicts) is read with
-``torch.load(weights_only=True)``, so nothing in it can run code here. Gradients cross too: a call on
+student's ``lstm_cell`` it calls a :class:`RemoteFunction`. The arguments go to the sandbox pickled (a
+module, optimizer or generator stays there between calls while it is unchanged here); what comes back (the
+result, and the state of the arguments the call may have changed in place: tensors, modules, optimizers,
+generators, random.Random, lists, deques, dicts) is plain data rebuilt by
+:func:`karpa_lab.autograde.runner.unpack`, so nothing in it can run code here. Gradients cross too: a call on
 tensors that require grad is an autograd Function whose backward asks the sandbox for the gradients.
 A function the test hands to the student's code (a score, a mutation) stays here: the sandbox calls back.
 """
@@ -19,11 +20,10 @@ import io
 import random
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from karpa_lab.autograde.runner import FN, OBJ, read_data
+from karpa_lab.autograde.runner import FN, OBJ, dumps, raw_tensor, unpack
 from karpa_lab.autograde.sandbox import Runner
 
 _PLAIN_FUNCTIONS = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
@@ -38,9 +38,9 @@ def _readable() -> dict[str, type]:
     return {f"{c.__module__}.{c.__qualname__}": c for c in (Genome, Space, SearchTrace)}
 
 
-def load_data(path: str | Path):
-    """Values written by the sandbox: tensors, numbers, strings, containers and the course's dataclasses."""
-    return read_data(Path(path), _readable())
+def load_data(message: dict):
+    """Values sent by the sandbox: tensors, numbers, strings, containers and the course's dataclasses."""
+    return unpack(message, _readable())
 
 
 def _fingerprint(obj) -> tuple:
@@ -68,8 +68,8 @@ class Events:
 class Session:
     """The sandbox of one submission, as the tests see it."""
 
-    def __init__(self, runner: Runner, io_dir: Path, timeout: float, forbidden: tuple[str, ...]):
-        self.runner, self.io, self.timeout, self.forbidden = runner, io_dir, timeout, forbidden
+    def __init__(self, runner: Runner, timeout: float, forbidden: tuple[str, ...]):
+        self.runner, self.timeout, self.forbidden = runner, timeout, forbidden
         self.count = 0
         self.callbacks: dict[int, object] = {}
         self.shared: dict[str, object] = {}  # the grader's helpers the notebook also defines, passed by name
@@ -97,6 +97,8 @@ class Session:
         if id(value) in self.resident and self.resident[id(value)][2] is value:
             handle = self.resident[id(value)][0]
             return (OBJ, handle) if id(value) in reuse else (OBJ, handle, value)
+        if isinstance(value, torch.Tensor):
+            return raw_tensor(value)
         if isinstance(value, RemoteFunction):
             return (FN, "name", value.__name__)
         if isinstance(value, _PLAIN_FUNCTIONS):
@@ -115,11 +117,8 @@ class Session:
     def _answer_callback(self, message: dict) -> dict:
         """Run one of the test's own functions on arguments from the sandbox; hand back its result."""
         try:
-            args, kwargs = load_data(message["path"])
-            result = self.callbacks[message["callback"]](*args, **kwargs)
-            path = Path(message["path"]).with_suffix(".reply")
-            torch.save(result, path)
-            return {"path": str(path)}
+            args, kwargs = load_data(message["args"])
+            return {"payload": dumps(self.callbacks[message["callback"]](*args, **kwargs))}
         except Exception as err:  # noqa: BLE001 (the notebook's code sees the error, as it would at home)
             return {"error": f"{type(err).__name__}: {err}"}
 
@@ -129,22 +128,21 @@ class Session:
             raise RuntimeError(f"the notebook's sandbox had stopped ({self.events.stopped})")
         self.count += 1
         key = self.count
-        path = self.io / f"call-{self.count}.pt"
         reuse = self._resident(tuple(args))
-        torch.save(self._wrap((tuple(args), dict(kwargs)), reuse), path)
+        payload = dumps(self._wrap((tuple(args), dict(kwargs)), reuse))
         try:
-            reply = self.runner.request("call", self.timeout + 30, self._answer_callback, name=name, path=str(path),
+            reply = self.runner.request("call", self.timeout + 30, self._answer_callback, name=name, payload=payload,
                                         timeout=self.timeout, forbidden=list(self.forbidden),
                                         key=key if keep else 0)
         except Exception as err:
             self.events.stopped = str(err)
             raise RuntimeError(f"the notebook's sandbox stopped during {name}(...): {err}") from err
-        self.events.tampered |= set(reply["tampered"])
-        self.events.forbidden |= set(reply["forbidden"])
+        self.events.tampered |= set(reply.get("tampered", ()))
+        self.events.forbidden |= set(reply.get("forbidden", ()))
         if reply["error"]:
             raise _rebuilt(name, reply["error"], self.timeout)
         try:
-            result, synced = load_data(reply["path"])
+            result, synced = load_data(reply["data"])
         except Exception as err:
             raise AssertionError(f"{name} returned something the grader cannot read back ({err})") from err
         for arg, state in zip(args, synced):
@@ -156,12 +154,11 @@ class Session:
 
     def backward(self, key: int, grads: list) -> list:
         """The gradients of the inputs of kept call ``key``."""
-        path = self.io / f"grad-{key}.pt"
-        torch.save([None if g is None else g.detach() for g in grads], path)
-        reply = self.runner.request("backward", self.timeout + 30, key=key, path=str(path), timeout=self.timeout)
+        payload = dumps([None if g is None else g.detach() for g in grads])
+        reply = self.runner.request("backward", self.timeout + 30, key=key, payload=payload, timeout=self.timeout)
         if reply["error"]:
             raise _rebuilt("backward", reply["error"], self.timeout)
-        return load_data(reply["path"])
+        return load_data(reply["data"])
 
 
 def _rebuilt(name: str, error: dict, timeout: float) -> BaseException:
@@ -182,7 +179,7 @@ def _apply(arg, state) -> None:
         if state.shape == arg.shape and not torch.equal(state.to(arg.dtype), arg.detach()):
             with torch.no_grad():
                 arg.copy_(state)
-    elif isinstance(arg, torch.nn.Module | torch.optim.Optimizer):
+    elif isinstance(arg, torch.nn.Module):
         arg.load_state_dict(state)
     elif isinstance(arg, torch.Generator):
         arg.set_state(state)

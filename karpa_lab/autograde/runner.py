@@ -1,15 +1,17 @@
 """The notebook's side of a grading run: it executes cells and calls functions when asked, nothing else.
 
-The grader starts it inside the sandbox (``python -I -m karpa_lab.autograde.runner IO_DIR``) and writes one
-JSON request a line on its stdin; it answers one JSON line each on a copy of its stdout (the notebook's own
-prints are captured per cell, and file descriptor 1 is pointed at stderr). Values travel as ``torch.save``
-files in ``IO_DIR``. Nothing it answers is trusted: the grader loads values with
-``torch.load(weights_only=True)``, runs every test itself, and only reads what this side says it saw
+The grader starts it inside the sandbox (``python -I -m karpa_lab.autograde.runner``) and writes one JSON
+request a line on its stdin; it answers one JSON line each on a copy of its stdout (the notebook's own
+prints are captured per cell, and file descriptor 1 is pointed at stderr). The grader's values arrive
+pickled; this side's go back as :func:`pack` data (numbers, strings, containers, tensors' raw bytes, the
+course's dataclasses by field), which the grader rebuilds without running anything it names. Nothing
+it answers is trusted: the grader runs every test itself, and only reads what this side says it saw
 (rebound checks, forbidden calls) to report it and to take points away, never to give them.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import collections
 import contextlib
@@ -17,6 +19,7 @@ import dataclasses
 import io
 import json
 import os
+import pickle
 import random
 import signal
 import sys
@@ -30,6 +33,22 @@ import karpa_lab.grading
 
 FN = "__karpa_fn__"  # a callable in a request: ("__karpa_fn__", "name", global) or ("__karpa_fn__", "callback", id)
 OBJ = "__karpa_obj__"  # a module, optimizer or generator kept here between calls: (OBJ, handle[, the object])
+TENSOR = "__karpa_tensor__"  # a tensor in a request: (TENSOR, dtype, shape, raw bytes, requires_grad)
+
+
+def raw_tensor(t: torch.Tensor) -> tuple:
+    """A tensor as plain values, much faster to pickle than the tensor itself."""
+    requires_grad = bool(t.requires_grad)
+    t = t.detach().cpu().contiguous()
+    raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    return (TENSOR, str(t.dtype).removeprefix("torch."), tuple(t.shape), raw, requires_grad)
+
+
+def _from_raw(value: tuple) -> torch.Tensor:
+    _, dtype, shape, raw, requires_grad = value
+    dtype = getattr(torch, dtype)
+    flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype) if raw else torch.empty(0, dtype=dtype)
+    return flat.reshape(shape).clone().requires_grad_(requires_grad)
 
 
 def encode(value, buffers: list[bytes]):
@@ -37,16 +56,17 @@ def encode(value, buffers: list[bytes]):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        buffers.append(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return {"T": len(buffers) - 1, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+        _, dtype, shape, raw, _ = raw_tensor(value)
+        buffers.append(raw)
+        return {"T": len(buffers) - 1, "dtype": dtype, "shape": list(shape)}
     if isinstance(value, tuple | list | collections.deque):
         key = "t" if isinstance(value, tuple) else "q" if isinstance(value, collections.deque) else "l"
         return {key: [encode(v, buffers) for v in value]}
     if isinstance(value, dict):
         return {"d": [[encode(k, buffers), encode(v, buffers)] for k, v in value.items()]}
     if isinstance(value, random.Random):
-        return {"R": encode(value.getstate(), buffers)}
+        version, state, gauss = value.getstate()
+        return {"R": [version, encode(torch.tensor(state, dtype=torch.int64), buffers), gauss]}
     if dataclasses.is_dataclass(value) and type(value).__module__.startswith("karpa_lab."):
         cls = type(value)
         return {"C": f"{cls.__module__}.{cls.__qualname__}",
@@ -59,15 +79,13 @@ def decode(data, buffers: list[bytes], classes: dict[str, type]):
     if not isinstance(data, dict):
         return data
     if "T" in data:
-        dtype = getattr(torch, data["dtype"])
-        raw = buffers[data["T"]]
-        flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype) if raw else torch.empty(0, dtype=dtype)
-        return flat.reshape(data["shape"]).clone()
+        return _from_raw((TENSOR, data["dtype"], data["shape"], buffers[data["T"]], False))
     if "d" in data:
         return {decode(k, buffers, classes): decode(v, buffers, classes) for k, v in data["d"]}
     if "R" in data:
+        version, state, gauss = data["R"]
         rng = random.Random()
-        rng.setstate(decode(data["R"], buffers, classes))
+        rng.setstate((version, tuple(decode(state, buffers, classes).tolist()), gauss))
         return rng
     if "C" in data:
         if data["C"] not in classes:
@@ -78,22 +96,26 @@ def decode(data, buffers: list[bytes], classes: dict[str, type]):
     return tuple(items) if key == "t" else collections.deque(items) if key == "q" else items
 
 
-def write_data(value, path: Path) -> None:
-    """Save ``value`` with :func:`encode`: a JSON header line, then the tensors' bytes."""
+def pack(value) -> dict:
+    """``value`` as a JSON-ready message: :func:`encode`'s data and its tensors' bytes in base64."""
     buffers: list[bytes] = []
-    header = json.dumps({"data": encode(value, buffers), "sizes": [len(b) for b in buffers]})
-    with open(path, "wb") as fh:
-        fh.write(header.encode() + b"\n")
-        for b in buffers:
-            fh.write(b)
+    data = encode(value, buffers)
+    return {"data": data, "buffers": [base64.b64encode(b).decode() for b in buffers]}
 
 
-def read_data(path: Path, classes: dict[str, type]):
-    """Load what :func:`write_data` saved."""
-    with open(path, "rb") as fh:
-        header = json.loads(fh.readline())
-        buffers = [fh.read(n) for n in header["sizes"]]
-    return decode(header["data"], buffers, classes)
+def unpack(message: dict, classes: dict[str, type]):
+    """The value :func:`pack` packed."""
+    return decode(message["data"], [base64.b64decode(b) for b in message["buffers"]], classes)
+
+
+def loads(payload: str):
+    """What the grader sent (a pickle: this side trusts the grader, never the other way round)."""
+    return pickle.loads(base64.b64decode(payload))
+
+
+def dumps(value) -> str:
+    """A pickle for the sandbox to read with :func:`loads`."""
+    return base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode()
 
 
 class CellTimeout(BaseException):
@@ -149,10 +171,13 @@ def _code_names(code) -> set[str]:
 
 
 def _sync(value):
-    """The state of a mutable argument after a call, in a form the grader can read back."""
+    """The state of a mutable argument after a call, in a form the grader can read back.
+
+    An optimizer's state stays here: the grader's copy is only ever handed back to the notebook, and it is
+    not re-sent while it is unchanged there (see ``Session._resident``)."""
     if isinstance(value, torch.Tensor):
         return value.detach()
-    if isinstance(value, torch.nn.Module | torch.optim.Optimizer):
+    if isinstance(value, torch.nn.Module):
         return value.state_dict()
     if isinstance(value, torch.Generator):
         return value.get_state()
@@ -166,9 +191,9 @@ def _sync(value):
 class Runner:
     """The notebook's namespace, and the requests that run code in it."""
 
-    def __init__(self, io_dir: Path, channel, requests):
+    def __init__(self, channel, requests):
         self.ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-        self.io, self.channel, self.requests = io_dir, channel, requests
+        self.channel, self.requests = channel, requests
         self.graphs: dict[int, tuple] = {}
         self.objects: dict[int, object] = {}
         self.original = _watched()
@@ -208,6 +233,8 @@ class Runner:
             if len(value) == 3:
                 self.objects[value[1]] = value[2]
             return self.objects[value[1]]
+        if isinstance(value, tuple) and len(value) == 5 and value[0] == TENSOR:
+            return _from_raw(value)
         if isinstance(value, tuple) and len(value) == 3 and value[0] == FN:
             if value[1] == "name":
                 return self.ns.get(value[2])
@@ -220,18 +247,16 @@ class Runner:
 
     def _callback(self, key: int, args, kwargs):
         """Ask the grader to run one of its own functions (a test's helper) and wait for its answer."""
-        path = self.io / f"callback-{key}.data"
-        write_data((args, kwargs), path)
-        self._send({"callback": key, "path": str(path)})
+        self._send({"callback": key, "args": pack((args, kwargs))})
         reply = json.loads(self.requests.readline())
         if reply.get("error"):
             raise RuntimeError(reply["error"])
-        return torch.load(reply["path"], weights_only=False)
+        return loads(reply["payload"])
 
-    def call(self, name: str, path: str, timeout: float, forbidden: list[str], key: int) -> dict:
-        """Call the notebook's ``name`` on the arguments in ``path``; save its result and its arguments' state."""
+    def call(self, name: str, payload: str, timeout: float, forbidden: list[str], key: int) -> dict:
+        """Call the notebook's ``name`` on the arguments in ``payload``; answer its result and its arguments' state."""
         fn = self.ns.get(name)
-        args, kwargs = self._unwrap(torch.load(path, weights_only=False))
+        args, kwargs = self._unwrap(loads(payload))
         seen: set[str] = set()
         tampered = sorted(k for k, v in self.original.items() if _resolve(k) is not v)
 
@@ -240,7 +265,7 @@ class Runner:
                 return fn(*args, **kwargs)
 
         result, error, printed = self._run(invoke, timeout)
-        out = Path(path).with_suffix(".out")
+        data = None
         if error is None:
             tensors = [t for t in (result if isinstance(result, tuple | list) else (result,))
                        if isinstance(t, torch.Tensor) and t.requires_grad]
@@ -249,25 +274,22 @@ class Runner:
                 self.graphs[key] = (tensors, inputs)
             try:
                 try:
-                    write_data((result, [_sync(a) for a in args]), out)
+                    data = pack((result, [_sync(a) for a in args]))
                 except TypeError:  # an argument holds something that cannot travel: its state is not sent
-                    write_data((result, [None] * len(args)), out)
+                    data = pack((result, [None] * len(args)))
             except Exception as err:  # noqa: BLE001 (an unsavable result is the notebook's problem)
                 error = {"ename": "TypeError", "evalue": f"{name} returned what the grader cannot read: {err}",
                          "traceback": []}
-        return {"error": error, "stdout": printed, "path": str(out), "forbidden": sorted(seen), "tampered": tampered}
+        return {"error": error, "stdout": printed, "data": data, "forbidden": sorted(seen), "tampered": tampered}
 
-    def backward(self, key: int, path: str, timeout: float) -> dict:
-        """Gradients of a kept call's inputs for the output gradients in ``path``."""
+    def backward(self, key: int, payload: str, timeout: float) -> dict:
+        """Gradients of a kept call's inputs for the output gradients in ``payload``."""
         outputs, inputs = self.graphs.pop(key)
-        grads = torch.load(path, weights_only=False)
+        grads = loads(payload)
         pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
         result, error, _ = self._run(lambda: torch.autograd.grad(
             [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True), timeout)
-        out = Path(path).with_suffix(".out")
-        if error is None:
-            write_data(list(result), out)
-        return {"error": error, "path": str(out)}
+        return {"error": error, "data": pack(list(result)) if error is None else None}
 
     def processes(self) -> dict:
         """The command lines of the processes running beside this one (the sandbox's own init excepted)."""
@@ -289,7 +311,11 @@ class Runner:
         for line in self.requests:
             request = json.loads(line)
             op = request.pop("op")
-            self._send(getattr(self, op)(**request))
+            try:
+                reply = getattr(self, op)(**request)
+            except Exception as err:  # noqa: BLE001 (a request the notebook's state breaks fails alone)
+                reply = {"error": {"ename": type(err).__name__, "evalue": str(err), "traceback": []}}
+            self._send(reply)
 
 
 def main() -> None:
@@ -297,7 +323,7 @@ def main() -> None:
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    Runner(Path(sys.argv[1]), channel, sys.stdin).serve()
+    Runner(channel, sys.stdin).serve()
 
 
 if __name__ == "__main__":

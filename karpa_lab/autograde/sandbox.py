@@ -70,8 +70,7 @@ class Runner:
     """A running notebook (karpa_lab.autograde.runner) behind a pipe; every request has a deadline."""
 
     def __init__(self, scratch: Path, sandboxed: bool, memory_bytes: int, wall_clock: float):
-        argv = [sys.executable, "-I", "-m", "karpa_lab.autograde.runner", str(scratch / "io")]
-        (scratch / "io").mkdir(exist_ok=True)
+        argv = [sys.executable, "-I", "-m", "karpa_lab.autograde.runner"]
         env = None if sandboxed else {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "HOME": str(scratch)}
         self.deadline = time.monotonic() + wall_clock
         self.proc = subprocess.Popen(
