@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from test_labs import LABS, cells_by_id, load, points, read_grades, secret_lines
 
 import karpa_lab
 from karpa_lab.autograde import pipeline as driver
-from karpa_lab.autograde.sandbox import sandbox_problem
 
 pytest.importorskip("nbgrader")
 pytestmark = [pytest.mark.slow,
@@ -27,15 +25,6 @@ pytestmark = [pytest.mark.slow,
 
 LAB = "01_lstm_cell"
 PACKAGE = Path(karpa_lab.__file__).parent
-
-
-def require_sandbox() -> None:
-    """Skip without bubblewrap, unless KARPA_REQUIRE_SANDBOX=1 (CI) makes that a failure."""
-    problem = sandbox_problem()
-    if problem and os.environ.get("KARPA_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"KARPA_REQUIRE_SANDBOX=1 and no sandbox: {problem}")
-    if problem:
-        pytest.skip(problem)
 
 
 READER = '''
@@ -153,8 +142,7 @@ def submissions(good: dict, blank: dict, marker: Path) -> dict[str, dict | str]:
     return subs
 
 
-def test_hostile_and_honest_submissions(tmp_path):
-    require_sandbox()
+def test_hostile_and_honest_submissions(tmp_path, sandbox):
     labs = tmp_path / "labs"
     labs.mkdir()
     (labs / "nbgrader_config.py").write_bytes((LABS / "nbgrader_config.py").read_bytes())

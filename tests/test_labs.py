@@ -172,7 +172,7 @@ def test_release_leaks_nothing_and_passes_no_test(lab, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", [name for name in NAMES if name != "01_lstm_cell"])  # 01: in the test below
-def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path):
+def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path, sandbox):
     labs = tmp_path / "labs"
     labs.mkdir()
     shutil.copy(LABS / "nbgrader_config.py", labs)
@@ -204,7 +204,7 @@ for target in ["../../../gradebook.db", "../../../source/{lab}/{lab}.ipynb", "..
 
 
 @pytest.mark.slow
-def test_bad_submissions_are_graded_and_contained(tmp_path):
+def test_bad_submissions_are_graded_and_contained(tmp_path, sandbox):
     """Raising, looping forever, editing or deleting test cells, writing outside its folder: each gets a grade."""
     lab = "01_lstm_cell"
     labs = tmp_path / "labs"
