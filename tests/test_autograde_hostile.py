@@ -91,6 +91,8 @@ ALIASES = {
     "alias_getattr": 'return getattr(torch, "lstm" + "_cell")(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)',
     "alias_vf": "return torch._VF.lstm_cell(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)",
     "alias_ops": "return tuple(torch.ops.aten.lstm_cell(x, [h, c], weight_ih, weight_hh, bias_ih, bias_hh))",
+    "alias_course": ('return __import__("importlib").import_module("karpa_lab.models." + "lstm").lstm_step('
+                     "x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)[:2]"),
     "alias_module": ("cell = nn.LSTMCell(x.shape[1], h.shape[1], bias=bias_ih is not None).to(x.dtype)\n"
                      "    with torch.no_grad():\n"
                      "        for p, w in zip(cell.parameters(), (weight_ih, weight_hh, bias_ih, bias_hh)):\n"
@@ -121,6 +123,11 @@ def submissions(good: dict, blank: dict, marker: Path) -> dict[str, dict | str]:
         cells_by_id(nb)["lstm_cell"]["source"] = ("def lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih=None, "
                                                   f"bias_hh=None):\n    {body}\n")
         subs[student] = nb
+    nb = copy()  # a plausible wrong Part 3: the forget gate open, the input gate left at σ(0) = 1/2
+    cells_by_id(nb)["remember_bias"]["source"] = ("def remember_bias(hidden_size):\n"
+                                                  "    bias = torch.zeros(4 * hidden_size)\n"
+                                                  "    bias[hidden_size:2 * hidden_size] = 20.0\n    return bias\n")
+    subs["forget_only"] = nb
     nb = copy()
     subs["duplicate_test"] = _with_cell(nb, "test_cell_values", cells_by_id(nb)["test_cell_values"]["source"],
                                         json.loads(json.dumps(cells_by_id(nb)["test_cell_values"]["metadata"])))
@@ -180,6 +187,7 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
                                   "metadata_no_id", "reordered", "old_minor", "wrong_name")}
     expected |= {"junk": 0, "reader": 0, "rebinder": 0}
     expected |= {s: pts["test_remember"] for s in ALIASES}  # the cell and sequence points are lost
+    expected["forget_only"] = full - pts["test_remember"]
     assert {s: r.score for s, r in results.items()} == expected, report
     problems = {s: " | ".join(r.problems) for s, r in results.items()}
     assert problems["ada"] == "", report
@@ -190,7 +198,9 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
     assert "left 1 process running" in problems["detached"], report
     assert "Read-only file system" in problems["package_writer"], report
     for student in ALIASES:
-        assert "lstm_cell, which this lab asks you to write yourself" in problems[student], (student, report)
+        called = "karpa_lab.models.lstm.lstm_step" if student == "alias_course" else "lstm_cell"
+        assert f"{called}, which this lab asks you to write yourself" in problems[student], (student, report)
+    assert "test_remember: AssertionError: c after 100 steps is off" in problems["forget_only"], report
     assert "repeats cell 'test_cell_values'" in problems["duplicate_test"]
     assert "grade metadata ('my_check') that is not part of the lab" in problems["extra_graded_cell"]
     assert "grade metadata without a grade_id" in problems["metadata_no_id"]
@@ -213,10 +223,14 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
         secret = hidden if student not in ("reader", "rebinder", "junk") else secret_lines(LAB)
         for where in ("executed", "autograded"):
             path = course / where / student / LAB / f"{LAB}.ipynb"
-            text = "\n".join(c["source"] + "\n" + "\n".join(o.get("text", "") + o.get("evalue", "")
-                                                               for o in c.get("outputs", []))
+            text = "\n".join(c["source"] + "\n" + "\n".join(_output_text(o) for o in c.get("outputs", []))
                              for c in load(path)["cells"])
             assert not sorted(secret & {line.strip() for line in text.splitlines()}), (student, where)
+
+
+def _output_text(output: dict) -> str:
+    text = output.get("text", "")
+    return ("".join(text) if isinstance(text, list) else text) + output.get("evalue", "")
 
 
 def hidden_lines(lab: str) -> set[str]:

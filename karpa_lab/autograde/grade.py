@@ -33,12 +33,22 @@ from karpa_lab.autograde.sandbox import Runner, SandboxStopped
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS\n?", re.S)
 
-# Torch functions each lab forbids inside the student's functions, by a part of their name: they are
+# What each lab forbids inside the student's functions. ``torch``: torch functions, by a part of their name,
 # caught however they are reached (nn.LSTMCell, torch.lstm_cell, torch._VF, torch.ops.aten, getattr).
-FORBIDDEN_TORCH = {
-    "01_lstm_cell": ("lstm", "gru", "rnn_tanh", "rnn_relu"),
-    "02_gan_step": ("binary_cross_entropy",),
-    "03_self_attention": ("scaled_dot_product", "multi_head_attention"),
+# ``course``: the course's own reference implementations of the lab ("module:name"), caught when called
+# during a test, however they were imported.
+FORBIDDEN = {
+    "01_lstm_cell": {"torch": ("lstm", "gru", "rnn_tanh", "rnn_relu"),
+                     "course": ("karpa_lab.models.lstm:lstm_step", "karpa_lab.models.lstm:lstm_sequence",
+                                "karpa_lab.models.lstm:LSTMCell")},
+    "02_gan_step": {"torch": ("binary_cross_entropy",),
+                    "course": ("karpa_lab.models.gan:discriminator_loss", "karpa_lab.models.gan:generator_loss",
+                               "karpa_lab.models.gan:GANUpdate")},
+    "03_self_attention": {"torch": ("scaled_dot_product", "multi_head_attention"),
+                          "course": ("karpa_lab.models.attention:scaled_dot_product_attention",
+                                     "karpa_lab.models.attention:MultiHeadAttention")},
+    "04_nas_evolution": {"torch": (), "course": ("karpa_lab.nas.searchers:regularized_evolution",
+                                                 "karpa_lab.nas.space:Space.mutate")},
 }
 
 
@@ -178,7 +188,8 @@ def run_test(ns: dict, session: Session, source: str) -> list:
         error = ("AssertionError", f"the notebook's functions called {', '.join(sorted(events.forbidden))}, which "
                  "this lab asks you to write yourself: no points for this test")
     if events.tampered:
-        error = ("AssertionError", f"the notebook rebinds {', '.join(sorted(events.tampered)[:6])}"
+        names = sorted(events.tampered, key=lambda n: (n.startswith("karpa_lab"), n))  # torch's and builtins first
+        error = ("AssertionError", f"the notebook rebinds {', '.join(names[:6])}"
                  f"{' and more' if len(events.tampered) > 6 else ''}: no points for the tests it touches")
     outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed[0])] if printed[0] else []
     if error:
@@ -206,7 +217,8 @@ def grade_cells(cells: list[dict], session: Session, release: dict, source: dict
             seen |= session.events.tampered
     if not seen:
         return []
-    return [f"the notebook rebinds {', '.join(sorted(seen))}: the tests that ran after it got no points"]
+    names = sorted(seen, key=lambda n: (n.startswith("karpa_lab"), n))
+    return [f"the notebook rebinds {', '.join(names)}: the tests that ran after it got no points"]
 
 
 @contextlib.contextmanager
@@ -254,10 +266,12 @@ def grade_submission(notebook: Path, released: Path, source: Path, lab: str, scr
     (scratch / released.name).write_text(notebook.read_text(encoding="utf-8", errors="replace"), encoding="utf-8")
     cells, planned = plan(student, release)
     problems += planned
+    rules = FORBIDDEN.get(lab, {})
     runner = Runner(scratch, sandboxed, memory_bytes, wall_clock)
     try:
+        runner.request("forbid", 60, course=list(rules.get("course", ())))
         run_in_sandbox(runner, cells, timeout)
-        session = Session(runner, timeout, FORBIDDEN_TORCH.get(lab, ()))
+        session = Session(runner, timeout, tuple(rules.get("torch", ())))
         problems += grade_cells(cells, session, release, json.loads(source.read_text(encoding="utf-8")))
         if session.events.stopped:
             problems.append(f"the sandbox stopped: {session.events.stopped}; what had not run got no points")
@@ -274,4 +288,5 @@ def _leftovers(runner: Runner) -> list[str]:
     if not left:
         return []
     return [f"the notebook left {len(left)} process{'es' if len(left) > 1 else ''} running ("
-            + "; ".join(c[:80] for c in left[:3]) + "): ended with its sandbox, before anything was recorded"]
+            + "; ".join(" ".join(c.split())[:80] for c in left[:3])
+            + "): ended with its sandbox, before anything was recorded"]

@@ -16,6 +16,8 @@ import builtins
 import collections
 import contextlib
 import dataclasses
+import functools
+import importlib
 import io
 import json
 import os
@@ -197,6 +199,32 @@ class Runner:
         self.graphs: dict[int, tuple] = {}
         self.objects: dict[int, object] = {}
         self.original = _watched()
+        self.calling: set[str] | None = None  # while a test's call runs: the forbidden functions it reached
+
+    def forbid(self, course: list[str]) -> dict:
+        """Wrap the course's functions ``module:name`` (before any notebook code runs) so that a call to one
+        during a test is seen, whatever name or route the notebook reached it by."""
+        for spec in course:
+            module, _, path = spec.partition(":")
+            owner = importlib.import_module(module)
+            *parents, name = path.split(".")
+            for part in parents:
+                owner = getattr(owner, part)
+            target = getattr(owner, name)
+            if isinstance(target, type):
+                target.__init__ = self._watch(spec, target.__init__)
+            else:
+                setattr(owner, name, self._watch(spec, target))
+        return {}
+
+    def _watch(self, spec: str, fn):
+        @functools.wraps(fn)
+        def watched(*args, **kwargs):
+            if self.calling is not None:
+                self.calling.add(spec.replace(":", "."))
+            return fn(*args, **kwargs)
+
+        return watched
 
     def _run(self, fn, timeout: float):
         """``fn()`` with the notebook's prints captured; returns (value, error, printed)."""
@@ -264,7 +292,11 @@ class Runner:
             with _Forbidden(tuple(forbidden), seen) if forbidden else contextlib.nullcontext():
                 return fn(*args, **kwargs)
 
-        result, error, printed = self._run(invoke, timeout)
+        self.calling = seen
+        try:
+            result, error, printed = self._run(invoke, timeout)
+        finally:
+            self.calling = None
         data = None
         if error is None:
             tensors = [t for t in (result if isinstance(result, tuple | list) else (result,))
