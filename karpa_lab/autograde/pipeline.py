@@ -297,8 +297,8 @@ def grade_in_isolation(student: str, lab: str, folder: Path, template: Path, exe
         nb, problems = grade_submission(notebook, released, labs_dir / lab / f"{lab}.ipynb", lab, Path(scratch),
                                         timeout=limits.timeout, sandboxed=limits.sandboxed,
                                         memory_bytes=int(limits.memory_gib * 2**30), wall_clock=limits.wall_clock)
-    student, unreadable = read_submission(notebook)
-    result.problems += ([] if unreadable else _tampering(student, released)) + problems
+    theirs, unreadable = read_submission(notebook)
+    result.problems += ([] if unreadable else _tampering(theirs, released)) + problems
     dest = executed / student / lab
     if dest.exists():
         shutil.rmtree(dest)
