@@ -118,6 +118,7 @@ def submissions(good: dict, blank: dict, marker: Path) -> dict[str, dict | str]:
     subs["rebinder"] = _with_cell(copy(blank), "setup", REBINDER)
     subs["detached"] = _with_cell(copy(), "setup", DETACHED.replace("MARKER_PATH", repr(str(marker))))
     subs["package_writer"] = _with_cell(copy(), "setup", PACKAGE_WRITER)
+    subs["memory_hog"] = _with_cell(copy(), "setup", "hog = bytearray(8 << 30)  # 8 GiB, over the 4 GiB limit")
     for student, body in ALIASES.items():
         nb = copy()
         cells_by_id(nb)["lstm_cell"]["source"] = ("def lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih=None, "
@@ -183,7 +184,8 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
 
     pts = points(LABS / LAB / f"{LAB}.ipynb")
     full = sum(pts.values())
-    expected = {s: full for s in ("ada", "detached", "package_writer", "duplicate_test", "extra_graded_cell",
+    expected = {s: full for s in ("ada", "detached", "package_writer", "memory_hog", "duplicate_test",
+                                  "extra_graded_cell",
                                   "metadata_no_id", "reordered", "old_minor", "wrong_name")}
     expected |= {"junk": 0, "reader": 0, "rebinder": 0}
     expected |= {s: pts["test_remember"] for s in ALIASES}  # the cell and sequence points are lost
@@ -197,6 +199,7 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
     assert "karpa_lab.grading.check_lstm_cell" in problems["rebinder"]
     assert "left 1 process running" in problems["detached"], report
     assert "Read-only file system" in problems["package_writer"], report
+    assert "MemoryError" in problems["memory_hog"], report
     for student in ALIASES:
         called = "karpa_lab.models.lstm.lstm_step" if student == "alias_course" else "lstm_cell"
         assert f"{called}, which this lab asks you to write yourself" in problems[student], (student, report)
