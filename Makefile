@@ -120,14 +120,14 @@ bench: setup
 	$(PY) benchmarks/gpt_throughput.py
 
 release: setup
-	$(PY) -m karpa_lab.testing.labs release --out release
+	$(PY) -m karpa_lab.autograde release --out release
 
 SUBMISSIONS ?= submitted
 COURSE ?= grading
 autograde: setup
 	@test -d "$(SUBMISSIONS)" || { echo "make autograde: no folder '$(SUBMISSIONS)'. Put each student's notebook at"; \
 		echo "  $(SUBMISSIONS)/<student>/<lab>/<lab>.ipynb  (or: make autograde SUBMISSIONS=path/to/submitted)"; exit 2; }
-	$(PY) -m karpa_lab.testing.labs autograde "$(SUBMISSIONS)" --course "$(COURSE)" $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	$(PY) -m karpa_lab.autograde autograde "$(SUBMISSIONS)" --course "$(COURSE)" $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(NO_SANDBOX),--no-sandbox)
 
 # The course without lessons/solutions/ (and without the links to it), for exercises set as homework.
 handout:

@@ -673,7 +673,7 @@ def check_aging_step(step_fn: Callable, space, population_size: int = 6, sample_
                 population, space, score, rng, sample_size, mutate_fn)
     if len(parents) != 1:
         raise AssertionError(f"{step_fn.__name__} called mutate_fn {len(parents)} times: exactly once per step")
-    if not any(parents[0] is g for g, _ in members):
+    if not any(parents[0] == g for g, _ in members):
         raise AssertionError(f"the parent {parents[0]} is not a member of the population: pick it from the tournament")
     if len(population) != population_size:
         raise AssertionError(f"the population has {len(population)} members after the step, expected "
@@ -686,7 +686,7 @@ def check_aging_step(step_fn: Callable, space, population_size: int = 6, sample_
     child, child_score = population[-1]
     if child_score != 101.0:
         raise AssertionError(f"the child joined with score {child_score}: evaluate it once, score(child)")
-    if not isinstance(out, tuple | list) or len(out) != 2 or out[0] is not child or out[1] != child_score:
+    if not isinstance(out, tuple | list) or len(out) != 2 or out[0] != child or out[1] != child_score:
         raise AssertionError(f"{step_fn.__name__} should return (child, its score), got {out!r}")
     print(f"✓ {step_fn.__name__}: one child per step, appended with its score; the oldest member removed")
 
@@ -712,7 +712,7 @@ def tournament_share(step_fn: Callable, space, population_size: int, sample_size
         members = [(space.sample(rng), float(s)) for s in scores]
         ranked = sorted(scores)
         step_fn(deque(members), space, lambda g: 0.0, rng, sample_size, mutate_fn)
-        s = next(sc for g, sc in members if g is picked[0])
+        s = next(sc for g, sc in members if g == picked[0])
         best += s == ranked[-1]
         top += s >= ranked[population_size // 2]
     return best / trials, top / trials

@@ -1,6 +1,6 @@
 """nbgrader configuration of the karpa-lab course directory.
 
-`make release` and `make autograde` (karpa_lab/testing/labs.py) copy this file into the course directory
+`make release` and `make autograde` (karpa_lab/autograde/pipeline.py) copy this file into the course directory
 they build, next to `source/<lab>/<lab>.ipynb`, and run nbgrader there. With JupyterHub, merge these
 settings into your own course's nbgrader_config.py. Paths are relative to the course directory.
 """

@@ -18,3 +18,17 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def sandbox():
+    """Autograde's bubblewrap sandbox: the test is skipped without it, or fails with KARPA_REQUIRE_SANDBOX=1 (CI)."""
+    import os
+
+    from karpa_lab.autograde.sandbox import sandbox_problem
+
+    problem = sandbox_problem()
+    if problem and os.environ.get("KARPA_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"KARPA_REQUIRE_SANDBOX=1 and no sandbox: {problem}")
+    if problem:
+        pytest.skip(problem)

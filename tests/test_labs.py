@@ -1,6 +1,6 @@
 """The graded labs, end to end: sources pass, student versions leak nothing, the grader grades anything.
 
-nbgrader runs in this process (karpa_lab.testing.labs drives its Python API); every notebook runs in its
+nbgrader runs in this process (karpa_lab.autograde.pipeline drives its Python API); every notebook runs in its
 own kernel. The slow tests are split so that `pytest -n 2` spreads them over two workers. The source labs
 also run under nbval with the lessons (`make notebooks`: the Makefile's NOTEBOOKS lists labs/*/*.ipynb).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from karpa_lab.testing import labs as driver
+from karpa_lab.autograde import pipeline as driver
 
 pytest.importorskip("nbgrader")
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning",  # nbgrader's gradebook, not ours
@@ -172,7 +172,7 @@ def test_release_leaks_nothing_and_passes_no_test(lab, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", [name for name in NAMES if name != "01_lstm_cell"])  # 01: in the test below
-def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path):
+def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path, sandbox):
     labs = tmp_path / "labs"
     labs.mkdir()
     shutil.copy(LABS / "nbgrader_config.py", labs)
@@ -184,7 +184,7 @@ def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path):
     results = {r.student: r for r in driver.autograde(subs, tmp_path / "course", labs)}  # nbgrader_config's timeout
     full = sum(points(LABS / lab / f"{lab}.ipynb").values())
     assert results["ada"].score == full and results["ada"].max_auto == full, results["ada"]
-    assert all("second attempt" in p for p in results["ada"].problems) and results["ada"].needs_manual
+    assert results["ada"].problems == [] and results["ada"].needs_manual, results["ada"]
     assert results["bob"].score == 0 and not results["bob"].needs_manual, results["bob"]
     rows = {r["student_id"]: r for r in read_grades(tmp_path / "course")}
     assert set(rows) == {"ada", "bob"} and float(rows["bob"]["score"]) == 0
@@ -204,7 +204,7 @@ for target in ["../../../gradebook.db", "../../../source/{lab}/{lab}.ipynb", "..
 
 
 @pytest.mark.slow
-def test_bad_submissions_are_graded_and_contained(tmp_path):
+def test_bad_submissions_are_graded_and_contained(tmp_path, sandbox):
     """Raising, looping forever, editing or deleting test cells, writing outside its folder: each gets a grade."""
     lab = "01_lstm_cell"
     labs = tmp_path / "labs"
@@ -265,7 +265,7 @@ def test_bad_submissions_are_graded_and_contained(tmp_path):
     }
     assert {s: r.score for s, r in results.items()} == expected, report
     problems = {s: " | ".join(r.problems) for s, r in results.items()}
-    assert all("second attempt" in p for p in results["ada"].problems), report  # a busy machine may retry
+    assert results["ada"].problems == [], report
     assert results["ada"].needs_manual and not results["blank"].needs_manual, "the written answer waits for the teacher"
     assert "ValueError: half done" in problems["raiser"] and "test_sequence_values: NameError" in problems["raiser"]
     assert f"remember_bias: stopped after the {CELL_TIMEOUT} s limit per cell" in problems["looper"]
@@ -273,10 +273,7 @@ def test_bad_submissions_are_graded_and_contained(tmp_path):
     assert "test_cell_values: AssertionError" in problems["editor"]
     assert "locked cell test_remember was deleted" in problems["deleter"]
     assert "test_remember: AssertionError" in problems["deleter"]
-    assert f"changed {labs} while it ran: created 01_lstm_cell/planted.py; changed 01_lstm_cell/01_lstm_cell.ipynb" \
-        in problems["vandal"], report
-    kept = course / "logs" / "changed-sources" / f"vandal-{lab}" / lab
-    assert (kept / "planted.py").read_text() == "not a notebook", "what it wrote is kept for the teacher"
+    assert "changed" not in problems["vandal"], report  # its writes land in its sandbox, never in labs/
 
     # nothing outside the vandal's own throwaway copy changed
     assert tree_hash(labs) == sources_before and tree_hash(subs) == subs_before
@@ -284,7 +281,9 @@ def test_bad_submissions_are_graded_and_contained(tmp_path):
     for student in expected:
         nb = json.loads((course / "autograded" / student / lab / f"{lab}.ipynb").read_text(encoding="utf-8"))
         assert len(nb["cells"]) >= len(good["cells"]) - 2
-    assert load(course / "source" / lab / f"{lab}.ipynb")["cells"] == load(labs / lab / f"{lab}.ipynb")["cells"]
+    hidden = [driver.HIDDEN.sub("", c["source"]) for c in load(labs / lab / f"{lab}.ipynb")["cells"]]
+    assert [c["source"] for c in load(course / "source" / lab / f"{lab}.ipynb")["cells"]] == hidden, \
+        "the course's source is the lab without its hidden tests"
     rows = read_grades(course)
     assert sorted(r["student_id"] for r in rows) == sorted(expected)
     assert {r["student_id"]: float(r["score"]) for r in rows} == {s: float(v) for s, v in expected.items()}

@@ -231,13 +231,15 @@ assert torch.allclose(torch.cat([parts[0][0], parts[1][0]]), whole, atol=1e-10),
 # %% [markdown]
 # ## Part 3 · Gates that remember
 #
-# Take a cell whose weights are all zero, so that only the biases set the gates: every step then has the
-# same $i, f, g, o$, whatever the input. Choose the bias so that the cell state survives 100 steps:
-# $c_{100}$ within 1 % of $c_0$, for any $c_0$.
+# Take a cell whose gates have zero weights, so that only the biases set $i$, $f$ and $o$: every step then
+# has the same gates, whatever the input. The candidate $g$ still reads the input (its weights are not
+# zero), so the cell is offered something new to write at every step. Choose the bias so that the cell
+# state survives 100 steps: $c_{100}$ within 1 % of $c_0$, for any $c_0$.
 #
 # **Task 3.** Write `remember_bias(hidden_size)` returning a tensor of shape (4H,) in the order
-# [i, f, g, o]. The test puts it in `bias_ih` of an `nn.LSTM` with zero weights and `bias_hh = 0`.
-# Think first: after T steps with constant gates, what is $c_T$ in terms of $c_0$, $f$, $i$ and $g$?
+# [i, f, g, o]. The test puts it in `bias_ih` of an `nn.LSTM` whose weights are zero except the candidate's
+# rows of `weight_ih`, with `bias_hh = 0`. Think first: after T steps with constant gates, what is $c_T$
+# in terms of $c_0$, $f$, $i$ and the $g_t$?
 
 # %% nbgrader={"grade": false, "grade_id": "remember_bias", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def remember_bias(hidden_size):
@@ -252,12 +254,13 @@ def remember_bias(hidden_size):
 
 # %% nbgrader={"grade": true, "grade_id": "test_remember", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def memory_after(bias, H, T, scale, seed):
-    """c_0 and c_T of an nn.LSTM with zero weights, bias_ih = bias, run T steps on random inputs."""
+    """c_0 and c_T of an nn.LSTM with bias_ih = bias and zero weights but the candidate's, T steps on random inputs."""
     torch.manual_seed(seed)
     lstm = nn.LSTM(3, H).double()
     with torch.no_grad():
         for p in lstm.parameters():
             p.zero_()
+        lstm.weight_ih_l0[2 * H:3 * H] = 2 * torch.randn(H, 3, dtype=torch.float64)  # g = tanh(W_g x_t) is not 0
         lstm.bias_ih_l0.copy_(torch.as_tensor(bias, dtype=torch.float64))
         c0 = scale * torch.randn(1, 2, H, dtype=torch.float64)
         _, (_, c_T) = lstm(torch.randn(T, 2, 3, dtype=torch.float64), (torch.zeros_like(c0), c0))
@@ -282,7 +285,7 @@ assert torch.allclose(c200, c0, rtol=0.02, atol=0.0), "7 units, 200 steps, large
 # memory, and to that gradient, if the forget gate were stuck at $f = 0.9$?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answer_gradient_path", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# **Model answer** (the released notebook shows "YOUR ANSWER HERE" instead). With zero weights the gates are constants, so $c_t = f \odot c_{t-1} + i \odot g$ and
+# **Model answer** (the released notebook shows "YOUR ANSWER HERE" instead). With zero gate weights the gates are constants, so $c_t = f \odot c_{t-1} + i \odot g_t$ and
 # $\partial c_T / \partial c_0 = \mathrm{diag}(f)^T$: with $f \approx 1$ (and $i \approx 0$) it is about
 # the identity, so both the memory and the gradient pass 100 steps unchanged. The cell state is an
 # additive path with a gate in $[0, 1]$ the network learns to hold near 1; in a vanilla RNN the gradient

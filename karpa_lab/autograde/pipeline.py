@@ -1,8 +1,8 @@
-"""Release and autograde the course's labs with nbgrader: what `make release` and `make autograde` run.
+"""Release and autograde the course's labs: what `make release` and `make autograde` run.
 
-    python -m karpa_lab.testing.labs release [--out release]
-    python -m karpa_lab.testing.labs autograde SUBMISSIONS [--course grading] [--timeout 120]
-    python -m karpa_lab.testing.labs course DIR      # put the labs into your own (JupyterHub) course directory
+    python -m karpa_lab.autograde release [--out release]
+    python -m karpa_lab.autograde autograde SUBMISSIONS [--course grading] [--timeout 120] [--no-sandbox]
+    python -m karpa_lab.autograde course DIR      # put the labs into your own (JupyterHub) course directory
 
 **release** builds a temporary nbgrader course directory from ``labs/`` (``labs/nbgrader_config.py`` and
 ``source/<lab>/<lab>.ipynb``; the jupytext twin ``<lab>.py``, which holds every solution, is left out), runs
@@ -12,22 +12,24 @@ copies ``release/<lab>/`` to ``--out``. Nothing is written into ``labs/``.
 **autograde** takes a folder laid out ``<student>/<lab>/<lab>.ipynb`` (nbgrader's ``submitted/``, from
 ``nbgrader collect`` or filled by hand) and grades it in the course directory ``--course`` in two passes:
 
-1. student code runs: each submission alone, in a throwaway copy of the course whose gradebook lives in
-   another temporary folder, with nbgrader's cell timeout. A notebook that writes to ``../../..`` only
-   damages its own copy. ``labs/`` is snapshotted before each submission runs and restored after it if
-   anything changed (the student is named, what was written kept under ``logs/changed-sources/``), so do
-   not edit the labs while grading. nbgrader is not a sandbox: for untrusted code, run this in a container.
+1. student code runs, each submission alone, in a bubblewrap sandbox (:mod:`karpa_lab.autograde.sandbox`)
+   whose only writable folder is a scratch folder holding the released notebook and the submission; every
+   test runs in this process against the values the sandbox hands back (:mod:`karpa_lab.autograde.grade`),
+   and the executed notebook is written to ``<course>/executed/``. Without bubblewrap (macOS, a machine
+   without ``bwrap``) autograde refuses; ``--no-sandbox`` runs the notebooks unconfined, for trusted
+   notebooks only, and the report says so on its first line.
 2. no student code runs: ``nbgrader autograde --no-execute`` in the course directory reads the executed
    notebooks and records the scores in ``gradebook.db``; ``autograded/`` then serves the formgrader and
-   ``nbgrader generate_feedback``.
+   ``nbgrader generate_feedback``. The course directory's ``source/`` holds the labs without their hidden
+   tests, so neither the autograded notebooks nor the feedback show them.
 
 **course** copies the labs into ``DIR/source/`` and runs ``generate_assignment`` there (keeping ``DIR``'s own
 nbgrader_config.py if it has one), so that ``nbgrader release_assignment`` and ``nbgrader collect`` of a
 JupyterHub course work on them.
 
 Then ``nbgrader export`` writes ``<course>/grades.csv`` (every student, every lab) and ``<course>/report.txt``
-lists each submission's automatic score and every problem seen (failed test cells, timeouts, edited or
-deleted test cells put back, writes into the sources, notebooks that could not be graded).
+lists each submission's automatic score and every problem seen (failed tests, timeouts, edited or deleted
+test cells put back, rebound checks, forbidden calls, notebooks that could not be read).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from karpa_lab.autograde.grade import HIDDEN, grade_submission, read_submission
+from karpa_lab.autograde.sandbox import sandbox_problem
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -106,10 +111,13 @@ def _sources(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
-def build_course(course: Path, labs: list[str], labs_dir: Path = LABS) -> None:
+def build_course(course: Path, labs: list[str], labs_dir: Path = LABS, hide_tests: bool = False) -> None:
     """Make ``course`` an nbgrader course directory holding ``labs`` and run ``generate_assignment`` for each.
 
-    ``labs/nbgrader_config.py`` is copied only where the course has no configuration of its own.
+    ``labs/nbgrader_config.py`` is copied only where the course has no configuration of its own. With
+    ``hide_tests`` the course's source notebooks lose their hidden tests (the grader reads them from
+    ``labs_dir``), so that nothing nbgrader writes from the gradebook (autograded notebooks, feedback)
+    shows them.
     """
     course.mkdir(parents=True, exist_ok=True)
     if not (course / "nbgrader_config.py").exists():
@@ -122,6 +130,9 @@ def build_course(course: Path, labs: list[str], labs_dir: Path = LABS) -> None:
         notebook = source / f"{lab}.ipynb"
         nb = json.loads(notebook.read_text(encoding="utf-8"))
         nb["metadata"].pop("jupytext", None)  # students' copies must not pair themselves with a .py
+        if hide_tests:
+            for cell in nb["cells"]:
+                cell["source"] = HIDDEN.sub("", _sources(cell))
         notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     api = course_api(course)
     with _environment_on_path():
@@ -213,26 +224,29 @@ def _restore(folder: Path, snapshot: dict[Path, bytes], keep: Path) -> list[str]
     return changed
 
 
-_METADATA_EDIT = re.compile(r"Attribute '(?:points|locked|cell_type)' for cell (\S+) has changed")
-
-
-def _tampering(submitted: Path, released: Path) -> list[str]:
-    """Locked cells of the released notebook that the submission edited or deleted (nbgrader restores them)."""
-    def locked(path: Path) -> dict[str, tuple[str, bool]]:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        return {c["metadata"]["nbgrader"]["grade_id"]: (_sources(c).strip(), c["metadata"]["nbgrader"].get("grade"))
-                for c in cells if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
-
-    try:
-        theirs = {cell_id: source for cell_id, (source, _) in locked(submitted).items()}
-    except (ValueError, KeyError, TypeError):
-        return ["the notebook is not valid JSON with nbgrader metadata"]
+def _tampering(student: dict, released: Path) -> list[str]:
+    """Locked cells of the released notebook that the submission edited or deleted, and edited grade metadata
+    (the grader uses the originals)."""
+    theirs: dict[str, dict] = {}
+    for cell in student.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+        theirs.setdefault(meta.get("grade_id"), cell)
     problems = []
-    for cell_id, (source, graded) in locked(released).items():
-        if cell_id not in theirs:
-            problems.append(f"locked cell {cell_id} was deleted: " + (
-                "the original was put back" if graded else "nbgrader puts back only test cells"))
-        elif theirs[cell_id] != source:
+    for cell in json.loads(released.read_text(encoding="utf-8"))["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        cell_id = meta.get("grade_id")
+        if cell_id is None:
+            continue
+        mine = theirs.get(cell_id)
+        their_meta = (mine or {}).get("metadata", {}).get("nbgrader", {})
+        keys = ("points", "locked", "grade", "solution")
+        if mine is not None and any(their_meta.get(k) != meta.get(k) for k in keys):
+            problems.append(f"the metadata of cell {cell_id} was edited: the original was used")
+        if not meta.get("locked"):
+            continue
+        if mine is None:
+            problems.append(f"locked cell {cell_id} was deleted: the original was put back")
+        elif _sources(mine).strip() != _sources(cell).strip():
             problems.append(f"locked cell {cell_id} was edited: the original was put back")
     return problems
 
@@ -261,63 +275,38 @@ def _find_notebook(folder: Path, lab: str) -> tuple[Path | None, list[str]]:
     return None, [f"no {lab}.ipynb in the submission ({len(notebooks)} notebooks)"]
 
 
-def grade_in_isolation(student: str, lab: str, folder: Path, template: Path, executed: Path,
-                       timeout: float | None = None, logs: Path | None = None) -> Result:
-    """Pass 1: run one submission in a throwaway copy of ``template``; keep the executed notebook in ``executed``.
+@dataclass
+class Limits:
+    """How a submission runs: seconds per cell (and per call of a test), memory, wall clock, sandbox or not."""
 
-    The copy's gradebook sits in a second temporary folder, out of reach of relative paths, so a notebook
-    that scribbles over ``../../../gradebook.db`` cannot stop its own grading. nbgrader's log of the run
-    goes to ``logs/<student>_<lab>.log``.
-    """
+    timeout: float = 120.0
+    memory_gib: float = 4.0
+    wall_clock: float = 900.0
+    sandboxed: bool = True
+
+
+def grade_in_isolation(student: str, lab: str, folder: Path, template: Path, executed: Path,
+                       limits: Limits, labs_dir: Path = LABS) -> Result:
+    """Pass 1: run one submission in a sandbox and test it here; keep the executed notebook in ``executed``."""
     result = Result(student, lab)
     notebook, result.problems = _find_notebook(folder, lab)
     if notebook is None:
         return result
-    with tempfile.TemporaryDirectory(prefix="karpa-grade-") as scratch, \
-            tempfile.TemporaryDirectory(prefix="karpa-gradebook-") as db_dir:
-        course = Path(scratch)
-        shutil.copytree(template, course, dirs_exist_ok=True, ignore=shutil.ignore_patterns("gradebook.db"))
-        shutil.copy(template / "gradebook.db", Path(db_dir) / "gradebook.db")
-        submitted = course / "submitted" / student / lab
-        submitted.mkdir(parents=True)
-        shutil.copy(notebook, submitted / f"{lab}.ipynb")
-        if (folder / "timestamp.txt").exists():
-            shutil.copy(folder / "timestamp.txt", submitted / "timestamp.txt")
-        settings = {"CourseDirectory__db_url": f"sqlite:///{db_dir}/gradebook.db"}
-        if timeout is not None:
-            settings["ExecutePreprocessor__timeout"] = timeout
-        api = course_api(course, **settings)
-        graded = course / "autograded" / student / lab
-        log, tries = "", 0
-        while tries < 2:  # a kernel that dies or stalls on a busy machine gets a second chance
-            tries += 1
-            run = api.autograde(lab, student)
-            log += f"--- attempt {tries}\n{run.get('log', '')}\n{run.get('error') or ''}\n"
-            if run["success"] and (graded / f"{lab}.ipynb").exists():
-                break
-        if logs is not None:
-            logs.mkdir(parents=True, exist_ok=True)
-            (logs / f"{student}_{lab}.log").write_text(log, encoding="utf-8")
-        result.problems += _tampering(notebook, template / "release" / lab / f"{lab}.ipynb")
-        result.problems += [f"the metadata of cell {m} was edited: the original was used"
-                            for m in dict.fromkeys(_METADATA_EDIT.findall(log))]
-        if not run["success"] or not (graded / f"{lab}.ipynb").exists():
-            causes = [line.strip() for line in log.splitlines()
-                      if re.search(r"(Error|Exception|Timeout)\b.*:", line) and "NbGraderException" not in line]
-            result.problems.append("could not be graded, twice: " + (causes[-1] if causes else "nbgrader failed")
-                                   + (f" (log: {logs / f'{student}_{lab}.log'})" if logs is not None else ""))
-            return result
-        if tries == 2:
-            result.problems.append("graded on the second attempt (the first one failed: see the log)")
-        limit = timeout if timeout is not None else api.config.ExecutePreprocessor.get("timeout", 30)
-        result.problems += _notebook_problems(graded / f"{lab}.ipynb", limit)
-        dest = executed / student / lab
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        for name in (f"{lab}.ipynb", "timestamp.txt"):
-            if (graded / name).exists():
-                shutil.copy(graded / name, dest / name)
+    released = template / "release" / lab / f"{lab}.ipynb"
+    with tempfile.TemporaryDirectory(prefix="karpa-grade-") as scratch:
+        nb, problems = grade_submission(notebook, released, labs_dir / lab / f"{lab}.ipynb", lab, Path(scratch),
+                                        timeout=limits.timeout, sandboxed=limits.sandboxed,
+                                        memory_bytes=int(limits.memory_gib * 2**30), wall_clock=limits.wall_clock)
+    theirs, unreadable = read_submission(notebook)
+    result.problems += ([] if unreadable else _tampering(theirs, released)) + problems
+    dest = executed / student / lab
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    (dest / f"{lab}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+    if (folder / "timestamp.txt").exists():
+        shutil.copy(folder / "timestamp.txt", dest / "timestamp.txt")
+    result.problems += _notebook_problems(dest / f"{lab}.ipynb", limits.timeout)
     return result
 
 
@@ -351,20 +340,33 @@ def record_scores(course: Path, results: list[Result]) -> None:
         CsvExportPlugin(to=str(course / "grades.csv")).export(gb)
 
 
-def autograde(submissions: Path, course: Path, labs_dir: Path = LABS, timeout: float | None = None) -> list[Result]:
+class SandboxUnavailable(RuntimeError):
+    """Autograding was asked for with a sandbox, and this machine cannot make one."""
+
+
+def autograde(submissions: Path, course: Path, labs_dir: Path = LABS, timeout: float | None = None,
+              limits: Limits | None = None) -> list[Result]:
     """Grade ``submissions/<student>/<lab>/`` in the course directory ``course``; write grades.csv and report.txt.
 
-    ``timeout`` (seconds per cell) overrides nbgrader_config.py's. ``course`` is created when missing and
-    reused otherwise (its gradebook keeps the manual grades given in the formgrader).
+    ``timeout`` (seconds per cell) overrides nbgrader_config.py's and ``limits.timeout``. ``course`` is created
+    when missing and reused otherwise (its gradebook keeps the manual grades given in the formgrader).
+    Raises :class:`SandboxUnavailable` when ``limits.sandboxed`` and bubblewrap cannot run here.
     """
+    limits = limits or Limits()
+    problem = sandbox_problem() if limits.sandboxed else None
+    if problem:
+        raise SandboxUnavailable(f"no sandbox for the students' notebooks: {problem}. Install bubblewrap, or "
+                                 "grade only notebooks you trust with --no-sandbox (make autograde NO_SANDBOX=1)")
     submissions, course = submissions.resolve(), course.resolve()
     labs = lab_names(labs_dir)
     results = []
     with tempfile.TemporaryDirectory(prefix="karpa-template-") as tmp:
         template = Path(tmp)
-        build_course(template, labs, labs_dir)  # a gradebook that knows the labs and no student
+        build_course(template, labs, labs_dir, hide_tests=True)  # a gradebook that knows the labs and no student
+        config = course_api(template).config.ExecutePreprocessor
+        limits.timeout = timeout if timeout is not None else config.get("timeout", limits.timeout)
         if (course / "gradebook.db").exists():
-            build_course(course, labs, labs_dir)
+            build_course(course, labs, labs_dir, hide_tests=True)
         else:
             shutil.copytree(template, course, dirs_exist_ok=True)
         if submissions != course / "submitted":
@@ -378,8 +380,7 @@ def autograde(submissions: Path, course: Path, labs_dir: Path = LABS, timeout: f
                     results.append(Result(student.name, folder.name, [f"unknown lab {folder.name!r}: not graded"]))
                     continue
                 sources = _snapshot(labs_dir)
-                r = grade_in_isolation(student.name, folder.name, folder, template, executed, timeout,
-                                       logs=course / "logs")
+                r = grade_in_isolation(student.name, folder.name, folder, template, executed, limits, labs_dir)
                 kept = course / "logs" / "changed-sources" / f"{student.name}-{folder.name}"
                 touched = _restore(labs_dir, sources, kept)
                 if touched:
@@ -387,13 +388,14 @@ def autograde(submissions: Path, course: Path, labs_dir: Path = LABS, timeout: f
                                       + f" (restored; what it wrote is kept in {kept})")
                 results.append(r)
     record_scores(course, results)
-    (course / "report.txt").write_text(format_report(results), encoding="utf-8")
+    (course / "report.txt").write_text(format_report(results, limits.sandboxed), encoding="utf-8")
     return results
 
 
-def format_report(results: list[Result]) -> str:
+def format_report(results: list[Result], sandboxed: bool = True) -> str:
     """One line per submission (automatic score, manual points pending), then its problems indented."""
-    lines = []
+    lines = [] if sandboxed else ["WARNING: graded with --no-sandbox: the notebooks ran unconfined, with this "
+                                  "user's rights; their grades hold only if their authors are trusted"]
     for r in results:
         score = "not graded" if r.score is None else f"{r.score:g} / {r.max_auto:g} automatic"
         manual = f", {r.max_manual:g} to grade by hand" if r.needs_manual else ""
@@ -403,7 +405,8 @@ def format_report(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m karpa_lab.testing.labs", description=__doc__.split("\n\n")[0])
+    """The command line: release, autograde, course."""
+    parser = argparse.ArgumentParser(prog="python -m karpa_lab.autograde", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="generate the student version of every lab")
     rel.add_argument("--out", type=Path, default=Path("release"))
@@ -411,6 +414,10 @@ def main(argv: list[str] | None = None) -> None:
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--course", type=Path, default=Path("grading"), help="nbgrader course directory to grade in")
     grade.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: nbgrader_config.py)")
+    grade.add_argument("--memory", type=float, default=Limits.memory_gib, help="GiB of memory per submission")
+    grade.add_argument("--wall-clock", type=float, default=Limits.wall_clock, help="seconds per submission")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run the notebooks without bubblewrap (trusted notebooks only; the report says so)")
     own = sub.add_parser("course", help="add the labs to an nbgrader course directory (JupyterHub)")
     own.add_argument("dir", type=Path)
     for p in (rel, grade, own):
@@ -428,10 +435,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of <student>/<lab>/<lab>.ipynb")
-    results = autograde(args.submissions, args.course, args.labs, timeout=args.timeout)
+    limits = Limits(memory_gib=args.memory, wall_clock=args.wall_clock, sandboxed=not args.no_sandbox)
+    try:
+        results = autograde(args.submissions, args.course, args.labs, timeout=args.timeout, limits=limits)
+    except SandboxUnavailable as err:
+        sys.exit(f"make autograde: {err}")
     print(format_report(results), end="")
     print(f"grade table: {args.course / 'grades.csv'}   report: {args.course / 'report.txt'}")
 
 
-if __name__ == "__main__":
-    main()
