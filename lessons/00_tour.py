@@ -210,7 +210,7 @@ print(f"loss went {bad_run.train_loss[0]:.3g} -> {bad_run.train_loss[-1]:.3g} in
 # %%
 package_dir = os.path.dirname(karpa_lab.__file__)
 for info in pkgutil.walk_packages([package_dir], prefix="karpa_lab."):
-    if info.name.startswith("karpa_lab.testing"):
+    if info.name.startswith("karpa_lab.testing") or info.name.endswith(".__main__"):  # test helpers; command lines
         continue
     module = __import__(info.name, fromlist=["__doc__"])
     first_line = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
