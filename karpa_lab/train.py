@@ -496,13 +496,16 @@ class _Run:
             norms = [torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad)]
         else:
             norms = grad_norms(self.params)
-        with self.sigint.critical():
+        self.sigint.depth += 1  # a critical section (as sigint.critical(), without a generator on every step)
+        try:
             self.record(step, loss.detach(), norms, values, self.optimizer.param_groups[0]["lr"])
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 self.optimizer.step()
+        finally:
+            self.sigint.depth -= 1
 
     def update_step(self, batch: Any, step: int) -> None:
         """``update_fn(model, batch)`` steps its own optimizers (each through :class:`_OptimizerSteps`)."""
