@@ -107,17 +107,18 @@ def check_close(name: str, actual, expected, atol: float = 1e-6, rtol: float = 0
     print(f"✓ {name} matches (max abs error {max_error(actual, expected):.1e}, tolerance {_tolerance(atol, rtol)})")
 
 
-def _code_names(code) -> set[str]:
+def code_names(code) -> set[str]:
+    """Every global and attribute name a code object uses, nested functions and lambdas included."""
     names = set(code.co_names)
     for const in code.co_consts:
         if hasattr(const, "co_names"):
-            names |= _code_names(const)
+            names |= code_names(const)
     return names
 
 
 def check_no_calls(fn: Callable, forbidden: Iterable[str], why: str) -> None:
     """Raise if the body of ``fn`` (nested functions included) names any of ``forbidden``."""
-    used = sorted(set(forbidden) & _code_names(fn.__code__))
+    used = sorted(set(forbidden) & code_names(fn.__code__))
     if used:
         raise AssertionError(f"{fn.__name__} uses {', '.join(used)}: {why}")
 

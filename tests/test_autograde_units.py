@@ -53,6 +53,11 @@ def test_the_sandbox_sees_neither_the_course_nor_the_network(tmp_path):
     mounted = {cmd[i + 1] for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")}
     assert str(ROOT / "labs") not in mounted and str(ROOT) not in mounted
     assert str(ROOT / "karpa_lab") in mounted
+    # A course cloned under /tmp: its package and venv are bound after the private /tmp, not hidden by it.
+    tmpfs = cmd.index("--tmpfs")
+    assert cmd[tmpfs + 1] == "/tmp"
+    binds = [i for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")]
+    assert all(i > tmpfs for i in binds if cmd[i + 1].startswith("/tmp") or cmd[i + 1] == str(ROOT / "karpa_lab"))
 
 
 def _cell(source: str, **nbgrader) -> dict:

@@ -32,6 +32,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import karpa_lab.grading
+from karpa_lab.grading import code_names  # bound now: a notebook that rebinds the module's name changes nothing here
 
 FN = "__karpa_fn__"  # a callable in a request: ("__karpa_fn__", "name", global) or ("__karpa_fn__", "callback", id)
 OBJ = "__karpa_obj__"  # a module, optimizer or generator kept here between calls: (OBJ, handle[, the object])
@@ -164,14 +165,6 @@ def _alarm(signum, frame):
     raise CellTimeout("stopped after the time limit")
 
 
-def _code_names(code) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if hasattr(const, "co_names"):
-            names |= _code_names(const)
-    return names
-
-
 def _sync(value):
     """The state of a mutable argument after a call, in a form the grader can read back.
 
@@ -253,7 +246,7 @@ class Runner:
         for name, value in list(self.ns.items()):
             if callable(value) and not name.startswith("__"):
                 code = getattr(value, "__code__", None)
-                found[name] = sorted(_code_names(code)) if code is not None else []
+                found[name] = sorted(code_names(code)) if code is not None else []
         return {"callables": found}
 
     def _unwrap(self, value):

@@ -52,12 +52,14 @@ def bwrap_command(scratch: Path, argv: list[str]) -> list[str]:
             cmd += ["--symlink", os.readlink(target), str(target)]
         elif target.exists():
             cmd += ["--ro-bind", str(target), str(target)]
+    # The private /tmp first: the course and its venv may live under /tmp (a clone there), and a bind made
+    # before the tmpfs would be hidden by it.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     read_only = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), PACKAGE}
     for path in sorted(read_only):
         if not str(path).startswith("/usr/"):
             cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--clearenv"]
     env = {"HOME": str(scratch), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OMP_NUM_THREADS": "1",
            "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(scratch / ".matplotlib"), "KARPA_HEADLESS": "1"}
