@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -717,3 +718,122 @@ def tournament_share(step_fn: Callable, space, population_size: int, sample_size
         best += s == ranked[-1]
         top += s >= ranked[population_size // 2]
     return best / trials, top / trials
+
+
+# ---------------------------------------------------------------- convolution (lab 05)
+
+_FORBIDDEN_CONV = ("conv2d", "conv_transpose2d", "Conv2d", "convolution", "conv2d_input", "conv2d_weight",
+                   "karpa_lab", "backward", "grad")
+_CONV_DIMS = "(batch, out_channels, H_out, W_out)"
+
+
+def _pair_of(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def random_conv(batch: int, in_channels: int, out_channels: int, size: tuple[int, int], kernel: tuple[int, int],
+                seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
+    """x (B, C_in, H, W), weight (C_out, C_in, kH, kW) and bias (C_out,), random and reproducible."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, in_channels, *size, generator=gen, dtype=dtype)
+    weight = torch.randn(out_channels, in_channels, *kernel, generator=gen, dtype=dtype)
+    return x, weight, torch.randn(out_channels, generator=gen, dtype=dtype)
+
+
+def _conv_shape_hint(x, weight, stride, padding) -> str:
+    (sh, sw), (ph, pw) = _pair_of(stride), _pair_of(padding)
+    h, w, kh, kw = x.shape[2], x.shape[3], weight.shape[2], weight.shape[3]
+    return (f"H_out = (H + 2 * padding_h - kH) // stride_h + 1 = ({h} + {2 * ph} - {kh}) // {sh} + 1 and "
+            f"W_out = ({w} + {2 * pw} - {kw}) // {sw} + 1")
+
+
+def _conv_call(fn: Callable, x, weight, bias, stride, padding):
+    what = (f"x {tuple(x.shape)}, weight {tuple(weight.shape)}, bias "
+            f"{None if bias is None else tuple(bias.shape)}, stride={stride}, padding={padding}")
+    return _call(fn, what, x, weight, bias, stride, padding), what
+
+
+def check_conv2d(fn: Callable, batch: int = 2, in_channels: int = 3, out_channels: int = 4, size=(7, 6),
+                 kernel=(3, 2), stride=1, padding=0, bias: bool = True, seed: int = 0, atol: float = 1e-8) -> None:
+    r"""Compare ``fn(x, weight, bias, stride, padding)`` with ``F.conv2d`` in float64.
+
+    .. math:: y_{b,o,i,j} = \text{bias}_o + \sum_{c,u,v} x^{pad}_{b,c,\,i s_h + u,\,j s_w + v}\, w_{o,c,u,v}
+
+    (cross-correlation: the kernel is not flipped). On a mismatch the message says which usual mistake your
+    numbers match: the kernel flipped, the bias left out, padding or stride ignored.
+    """
+    check_no_calls(fn, _FORBIDDEN_CONV, "this lab asks you to write the convolution yourself (loops, or "
+                   "F.unfold and a matrix product)")
+    x, weight, b = random_conv(batch, in_channels, out_channels, tuple(size), tuple(kernel), seed)
+    b = b if bias else None
+    got, what = _conv_call(fn, x, weight, b, stride, padding)
+    want = F.conv2d(x, weight, b, stride=stride, padding=padding)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        try:
+            check_tensor("output", got, want.shape, dims=_CONV_DIMS)
+        except AssertionError as err:
+            hint = _conv_shape_hint(x, weight, stride, padding)
+            raise AssertionError(f"{err}\n  called with {what}; {hint}") from None
+    problem = _mismatch("output", got, want, atol, 0.0)
+    if problem is None:
+        print(f"✓ {fn.__name__} matches F.conv2d ({what})")
+        return
+    candidates = [("the kernel is flipped: a CNN's convolution is a cross-correlation, w[o, c, u, v] multiplies "
+                   "x[..., i*stride + u, j*stride + v] as it is",
+                   (F.conv2d(x, weight.flip(2, 3), b, stride, padding),))]
+    if b is not None:
+        candidates.append(("the bias is missing: add bias[o] to every pixel of output channel o",
+                           (F.conv2d(x, weight, None, stride, padding),)))
+    hint = _first_match(candidates, (got,), atol)
+    raise AssertionError(f"{fn.__name__} does not match F.conv2d, called with {what}:\n  {problem}"
+                         + (f"\n  Your numbers match this mistake: {hint}." if hint else ""))
+
+
+def _conv_gradients(x, weight, bias, stride, padding, seed: int) -> tuple[torch.Tensor, ...]:
+    """grad_out, and autograd's (dL/dx, dL/dweight, dL/dbias) for L = sum(grad_out * conv2d(x, weight, bias))."""
+    x, weight, bias = (t.detach().requires_grad_() for t in (x, weight, bias))
+    y = F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=y.dtype)
+    y.backward(grad_out)
+    return grad_out, x.grad, weight.grad, bias.grad
+
+
+def check_conv2d_backward(fn: Callable, only: str | None = None, batch: int = 2, in_channels: int = 3,
+                          out_channels: int = 4, size=(7, 6), kernel=(3, 2), stride=1, padding=0, seed: int = 0,
+                          atol: float = 1e-8) -> None:
+    r"""Compare ``fn(x, weight, grad_out, stride, padding) -> (grad_x, grad_weight, grad_bias)`` with autograd.
+
+    With :math:`g = \partial L / \partial y` (B, C_out, H_out, W_out):
+    :math:`\partial L/\partial w_{o,c,u,v} = \sum_{b,i,j} g_{b,o,i,j}\, x^{pad}_{b,c,i s_h+u,j s_w+v}`,
+    :math:`\partial L/\partial \text{bias}_o = \sum_{b,i,j} g_{b,o,i,j}`, and :math:`\partial L/\partial x`
+    scatters each :math:`g_{b,o,i,j} w_{o,c,u,v}` back onto the input pixel it came from (then the padding is
+    cut off). ``only`` checks one of "grad_x", "grad_weight", "grad_bias" (all three by default).
+    """
+    check_no_calls(fn, _FORBIDDEN_CONV, "this lab asks you to derive the gradients yourself, without autograd or "
+                   "a library convolution")
+    x, weight, bias = random_conv(batch, in_channels, out_channels, tuple(size), tuple(kernel), seed)
+    grad_out, *want = _conv_gradients(x, weight, bias, stride, padding, seed)
+    what = (f"x {tuple(x.shape)}, weight {tuple(weight.shape)}, grad_out {tuple(grad_out.shape)}, "
+            f"stride={stride}, padding={padding}")
+    got = _call(fn, what, x, weight, grad_out, stride, padding)
+    if not isinstance(got, tuple | list) or len(got) != 3:
+        raise AssertionError(f"{fn.__name__} should return (grad_x, grad_weight, grad_bias), got {type(got).__name__}")
+    names = ("grad_x", "grad_weight", "grad_bias")
+    dims = ("like x: (batch, in_channels, H, W)", "like weight: (out_channels, in_channels, kH, kW)",
+            "like bias: (out_channels,)")
+    hints = {"grad_x": [("the kernel is flipped: each output pixel sends g * w[o, c, u, v] back to the input pixel "
+                         "that w[o, c, u, v] multiplied", F.conv_transpose2d(grad_out, weight.flip(2, 3),
+                                                                             stride=stride, padding=padding))],
+             "grad_bias": [("the bias gradient is a mean: it is the sum of grad_out over batch, H_out and W_out",
+                            grad_out.mean(dim=(0, 2, 3)))]}
+    for name, mine, ref, dim in zip(names, got, want, dims):
+        if only not in (None, name):
+            continue
+        check_tensor(name, mine, ref.shape, dims=dim)
+        problem = _mismatch(name, mine, ref, atol, 0.0)
+        if problem:
+            hint = _first_match([(h, (t,)) for h, t in hints.get(name, [])], (mine,), atol)
+            raise AssertionError(f"{name} does not match autograd, called with {what}:\n  {problem}"
+                                 + (f"\n  Your numbers match this mistake: {hint}." if hint else ""))
+    checked = f"{only} matches" if only else "grad_x, grad_weight and grad_bias match"
+    print(f"✓ {fn.__name__}: {checked} autograd ({what})")

@@ -336,3 +336,61 @@ def test_tournament_share_tells_a_random_parent():
     best, top = grading.tournament_share(aging_step("random_parent"), SPACE, population_size=10, sample_size=5)
     assert top < 0.8, "a parent picked at random is in the better half about half the time"
 
+
+
+# ---------------------------------------------------------------- convolution (lab 05)
+
+def _conv(x, weight, bias=None, stride=1, padding=0):
+    from karpa_lab.models.conv import conv2d_im2col
+
+    return conv2d_im2col(x, weight, bias, stride, padding)
+
+
+def test_check_conv2d_passes_the_reference_and_names_mistakes(capsys):
+    grading.check_conv2d(_conv, stride=(2, 1), padding=(1, 0))
+    assert "✓ _conv matches F.conv2d" in capsys.readouterr().out
+
+    def flipped(x, weight, bias=None, stride=1, padding=0):
+        return _conv(x, weight.flip(2, 3), bias, stride, padding)
+
+    def no_bias(x, weight, bias=None, stride=1, padding=0):
+        return _conv(x, weight, None, stride, padding)
+
+    def no_padding(x, weight, bias=None, stride=1, padding=0):
+        return _conv(x, weight, bias, stride, 0)
+
+    assert "the kernel is flipped" in fails(grading.check_conv2d, flipped)
+    assert "the bias is missing" in fails(grading.check_conv2d, no_bias)
+    assert "H_out = (H + 2 * padding_h - kH) // stride_h + 1 = (7 + 2 - 3) // 1 + 1" in \
+        fails(grading.check_conv2d, no_padding, padding=1)
+
+
+def test_check_conv2d_refuses_the_library_by_name():
+    def library(x, weight, bias=None, stride=1, padding=0):
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    assert "uses conv2d" in fails(grading.check_conv2d, library)
+
+
+def test_check_conv2d_backward_passes_the_reference_and_names_mistakes(capsys):
+    from karpa_lab.models.conv import conv2d_backward
+
+    def mine(x, weight, grad_out, stride=1, padding=0):
+        return conv2d_backward(x, weight, grad_out, stride, padding)
+
+    grading.check_conv2d_backward(mine, stride=2, padding=1)
+    assert "grad_x, grad_weight and grad_bias match autograd" in capsys.readouterr().out
+
+    def mean_bias(x, weight, grad_out, stride=1, padding=0):
+        gx, gw, _ = conv2d_backward(x, weight, grad_out, stride, padding)
+        return gx, gw, grad_out.mean(dim=(0, 2, 3))
+
+    def flipped_x(x, weight, grad_out, stride=1, padding=0):
+        gx, gw, gb = conv2d_backward(x, weight.flip(2, 3), grad_out, stride, padding)
+        return gx, conv2d_backward(x, weight, grad_out, stride, padding)[1], gb
+
+    assert "the bias gradient is a mean" in fails(grading.check_conv2d_backward, mean_bias)
+    grading.check_conv2d_backward(mean_bias, only="grad_x")  # only the part asked for is checked
+    assert "the kernel is flipped" in fails(grading.check_conv2d_backward, flipped_x, only="grad_x")
+    assert "should return (grad_x, grad_weight, grad_bias)" in \
+        fails(grading.check_conv2d_backward, lambda x, weight, grad_out, stride=1, padding=0: x)

@@ -49,6 +49,9 @@ FORBIDDEN = {
                                      "karpa_lab.models.attention:MultiHeadAttention")},
     "04_nas_evolution": {"torch": (), "course": ("karpa_lab.nas.searchers:regularized_evolution",
                                                  "karpa_lab.nas.space:Space.mutate")},
+    "05_conv_layer": {"torch": ("conv", "backward", "grad"),
+                      "course": ("karpa_lab.models.conv:conv2d_loops", "karpa_lab.models.conv:conv2d_im2col",
+                                 "karpa_lab.models.conv:conv2d_backward")},
 }
 
 
