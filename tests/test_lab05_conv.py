@@ -1,18 +1,14 @@
 """Lab 05 (a convolution layer) graded end to end: each plausible wrong solution loses its part's points.
 
 One autograde run grades the honest solution and one submission per named mistake, each in its sandbox;
-the library convolution and autograd are refused however they are reached.
+the library convolution and autograd are refused however they are reached, torch function modes switched
+off included.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
-from test_labs import LABS, cells_by_id, points, solved, submit
-
-from karpa_lab.autograde import pipeline as driver
+from test_labs import LABS, grade_edits, points
 
 pytest.importorskip("nbgrader")
 pytestmark = [pytest.mark.slow,
@@ -39,6 +35,11 @@ MISTAKES = {
     # the forward pass by the library, and autograd for the backward (both refused)
     "library_conv": ("conv2d_forward", "### BEGIN SOLUTION", "return getattr(F, 'conv' + '2d')(x, weight, bias, "
                      "stride, padding)\n    ### BEGIN SOLUTION"),
+    # the library conv with torch function modes switched off around it (the grader's watch is one)
+    "switched_off": ("conv2d_forward", "### BEGIN SOLUTION",
+                     "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
+                     "        return getattr(F, 'conv' + '2d')(x, weight, bias, stride, padding)\n"
+                     "    ### BEGIN SOLUTION"),
     "autograd": ("conv2d_backward", "### BEGIN SOLUTION",
                  "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
                  "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
@@ -49,21 +50,7 @@ MISTAKES = {
 
 
 def test_each_wrong_solution_loses_its_points(tmp_path, sandbox):
-    labs = tmp_path / "labs"
-    labs.mkdir()
-    shutil.copy(LABS / "nbgrader_config.py", labs)
-    shutil.copytree(LABS / LAB, labs / LAB)
-    (folder,) = driver.release(tmp_path / "release", labs, [LAB])
-    good = solved(folder / f"{LAB}.ipynb", LAB)
-    subs = tmp_path / "submissions"
-    submit(subs, "honest", LAB, good)
-    for student, (cell, old, new) in MISTAKES.items():
-        nb = json.loads(json.dumps(good))
-        source = cells_by_id(nb)[cell]["source"]
-        assert source.count(old) == 1, f"{student}: the edit must change the solution once"
-        cells_by_id(nb)[cell]["source"] = source.replace(old, new)
-        submit(subs, student, LAB, nb)
-    results = {r.student: r for r in driver.autograde(subs, tmp_path / "course", labs)}
+    results = grade_edits(tmp_path, LAB, MISTAKES)
     pts = points(LABS / LAB / f"{LAB}.ipynb")
     full = sum(pts.values())
     backward = pts["test_grad_input"] + pts["test_grad_weight"] + pts["test_grad_bias"]
@@ -75,6 +62,7 @@ def test_each_wrong_solution_loses_its_points(tmp_path, sandbox):
         "stride_blind_weight": full - pts["test_grad_weight"],
         "mean_bias": full - pts["test_grad_bias"],
         "library_conv": full - pts["test_forward_shapes"] - pts["test_forward_values"],
+        "switched_off": full - pts["test_forward_shapes"] - pts["test_forward_values"],
         "autograd": full - backward,
     }
     report = (tmp_path / "course" / "report.txt").read_text(encoding="utf-8")
@@ -86,3 +74,4 @@ def test_each_wrong_solution_loses_its_points(tmp_path, sandbox):
         assert hint in graded.read_text(encoding="utf-8"), f"{student}'s feedback names the mistake"
     assert "called conv2d, which this lab asks you to write yourself" in problems["library_conv"], report
     assert "the notebook's functions called backward" in problems["autograd"], report
+    assert "torch._C.DisableTorchFunction (switched off the grader's watch)" in problems["switched_off"], report

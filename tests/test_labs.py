@@ -97,6 +97,27 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def grade_edits(tmp_path: Path, lab: str, edits: dict[str, tuple[str, str, str]]) -> dict:
+    """Autograde the honest solution (as "honest") and one submission per edit, in one run.
+
+    ``edits`` maps a student to (the answer cell it edits, the text replaced there, its replacement)."""
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    shutil.copy(LABS / "nbgrader_config.py", labs)
+    shutil.copytree(LABS / lab, labs / lab)
+    (folder,) = driver.release(tmp_path / "release", labs, [lab])
+    good = solved(folder / f"{lab}.ipynb", lab)
+    subs = tmp_path / "submissions"
+    submit(subs, "honest", lab, good)
+    for student, (cell, old, new) in edits.items():
+        nb = json.loads(json.dumps(good))
+        source = cells_by_id(nb)[cell]["source"]
+        assert source.count(old) == 1, f"{student}: the edit must change the solution once"
+        cells_by_id(nb)[cell]["source"] = source.replace(old, new)
+        submit(subs, student, lab, nb)
+    return {r.student: r for r in driver.autograde(subs, tmp_path / "course", labs)}
+
+
 def read_grades(course: Path) -> list[dict]:
     with open(course / "grades.csv", newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))

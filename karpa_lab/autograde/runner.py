@@ -147,6 +147,14 @@ def _resolve(name: str):
     return getattr(obj, attr, None)
 
 
+# The documented switches that turn torch function modes off (and with them the watch of ``_Forbidden``).
+# Called from the notebook's code during a test, they count as a forbidden call; torch's own use is left alone.
+_SWITCHES = ("torch._C:DisableTorchFunction", "torch._C:DisableTorchFunctionSubclass",
+             "torch._C:_pop_torch_function_stack", "torch._C:_set_torch_function_state",
+             "torch.overrides:_pop_mode", "torch.overrides:_pop_mode_temporarily")
+SWITCHED_OFF = "switched off the grader's watch"
+
+
 class _Forbidden(TorchFunctionMode):
     """Records every torch function called whose name contains one of ``words`` (however it was reached)."""
 
@@ -196,7 +204,9 @@ class Runner:
 
     def forbid(self, course: list[str]) -> dict:
         """Wrap the course's functions ``module:name`` (before any notebook code runs) so that a call to one
-        during a test is seen, whatever name or route the notebook reached it by."""
+        during a test is seen, whatever name or route the notebook reached it by; guard the switches."""
+        for spec in _SWITCHES:
+            self._guard_switch(spec)
         for spec in course:
             module, _, path = spec.partition(":")
             owner = importlib.import_module(module)
@@ -209,6 +219,25 @@ class Runner:
             else:
                 setattr(owner, name, self._watch(spec, target))
         return {}
+
+    def _guard_switch(self, spec: str) -> None:
+        """Replace the switch ``module:name`` everywhere torch's modules hold it by one that reports a call
+        made by the notebook's code (its caller's module is not torch's) while a test runs."""
+        module, _, name = spec.partition(":")
+        original = getattr(importlib.import_module(module), name)
+
+        def guarded(*args, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if self.calling is not None and caller.partition(".")[0] != "torch":
+                self.calling.add(f"{module}.{name} ({SWITCHED_OFF})")
+            return original(*args, **kwargs)
+
+        guarded.__name__ = guarded.__qualname__ = name
+        for mod in list(sys.modules.values()):
+            namespace = getattr(mod, "__dict__", None)
+            if isinstance(namespace, dict) and namespace.get(name) is original and \
+                    getattr(mod, "__name__", "").partition(".")[0] == "torch":
+                setattr(mod, name, guarded)
 
     def _watch(self, spec: str, fn):
         @functools.wraps(fn)
