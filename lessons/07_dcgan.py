@@ -263,17 +263,84 @@ latent_widget(mlp_gan.generator, z0, z1, n=9)
 # A **transposed convolution** with stride $s$, padding $p$ and kernel $k$ maps size $n$ to
 # $(n-1)s - 2p + k$: 1 → 4 → 8 → 16 here. It is an ordinary convolution of the input spread out with
 # $s-1$ zeros between pixels and padded with $k-1-p$ zeros, using the kernel flipped in space (and its
-# channel axes swapped). From scratch, checked against PyTorch:
+# channel axes swapped). We build it here three ways, from the definition to the fast form:
+#
+# 1. **The definition (scatter).** Each input pixel $x_{b,c,i,j}$ adds its value times the kernel
+#    $W_{c,:,:,:}$ (C_out, k, k) into the output at rows $si..si+k-1$, columns $sj..sj+k-1$; then $p$ rows
+#    and columns are cropped from each border. Where two stamps overlap, they add.
+# 2. **Zero insertion + padding + an ordinary convolution** with the flipped kernel: the same sums,
+#    gathered instead of scattered, so one `F.conv2d` does them all.
+# 3. **The gradient of a convolution.** A strided convolution $y = \mathrm{conv}(u, W)$ maps (8, 8) to
+#    (4, 4); its gradient with respect to $u$, $\partial \langle \mathrm{conv}(u, W), g\rangle / \partial u$
+#    for an upstream gradient $g$ (4, 4), maps (4, 4) back to (8, 8). That map *is* the transposed
+#    convolution of $g$ (the name: the matrix of a convolution, transposed).
+#
+# Each one is checked against `F.conv_transpose2d` and `karpa_lab.models.gan.conv_transpose2d` (the
+# package's copy of form 2), forward and gradient, in float64.
 
 # %%
-g_ct = torch.Generator().manual_seed(0)
-inp = torch.randn(2, 6, 4, 4, generator=g_ct)  # (B, C_in, 4, 4)
-weight = torch.randn(6, 3, 4, 4, generator=g_ct)  # (C_in, C_out, k, k), nn.ConvTranspose2d's layout
-mine = conv_transpose2d(inp, weight, stride=2, padding=1)  # (2, 3, 8, 8)
-ref = F.conv_transpose2d(inp, weight, stride=2, padding=1)
-print("transposed conv from scratch:", tuple(mine.shape), f"max |diff| {(mine - ref).abs().max():.2e}")
-torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+def conv_transpose_scatter(x, weight, stride, padding):
+    """x (B, C_in, H, W), weight (C_in, C_out, k, k): every input pixel stamps a scaled kernel."""
+    b, _, h, w = x.shape
+    k = weight.shape[2]
+    full = x.new_zeros(b, weight.shape[1], (h - 1) * stride + k, (w - 1) * stride + k)
+    for i in range(h):
+        for j in range(w):  # (B, C_in) x (C_in, C_out, k, k) -> (B, C_out, k, k), added at (s i, s j)
+            stamp = torch.einsum("bc,cokl->bokl", x[:, :, i, j], weight)
+            full[:, :, i * stride: i * stride + k, j * stride: j * stride + k] += stamp
+    return full[:, :, padding: full.shape[2] - padding, padding: full.shape[3] - padding]
 
+
+def conv_transpose_by_conv(x, weight, stride, padding, flip=True):
+    """Spread x with stride - 1 zeros, pad k - 1 - padding, convolve with the flipped, channel-swapped kernel."""
+    b, c, h, w = x.shape
+    k = weight.shape[2]
+    spread = x.new_zeros(b, c, (h - 1) * stride + 1, (w - 1) * stride + 1)
+    spread[:, :, ::stride, ::stride] = x
+    spread = F.pad(spread, [k - 1 - padding] * 4)
+    kernel = weight.flip(2, 3) if flip else weight
+    return F.conv2d(spread, kernel.transpose(0, 1))  # conv2d wants (C_out, C_in, k, k)
+
+
+def conv_transpose_as_gradient(x, weight, stride, padding):
+    """The gradient of <conv2d(u, weight), x> with respect to u: conv2d maps (C_out, 8, 8) to (C_in, 4, 4)."""
+    b, _, h, w = x.shape
+    k = weight.shape[2]
+    u = x.new_zeros(b, weight.shape[1], (h - 1) * stride - 2 * padding + k, (w - 1) * stride - 2 * padding + k,
+                    requires_grad=True)
+    (grad_u,) = torch.autograd.grad((F.conv2d(u, weight, stride=stride, padding=padding) * x).sum(), u,
+                                    create_graph=True)  # create_graph: so that this result has a gradient too
+    return grad_u
+
+
+g_ct = torch.Generator().manual_seed(0)
+inp = torch.randn(2, 6, 4, 4, generator=g_ct, dtype=torch.float64, requires_grad=True)  # (B, C_in, 4, 4)
+weight = torch.randn(6, 3, 4, 4, generator=g_ct, dtype=torch.float64, requires_grad=True)  # (C_in, C_out, k, k)
+upstream = torch.randn(2, 3, 8, 8, generator=g_ct, dtype=torch.float64)  # a gradient arriving from above
+forms = {"scatter (the definition)": conv_transpose_scatter, "zeros + flipped conv": conv_transpose_by_conv,
+         "gradient of conv2d": conv_transpose_as_gradient,
+         "karpa_lab conv_transpose2d": lambda x, w, s, p: conv_transpose2d(x, w, stride=s, padding=p),
+         "the same, kernel not flipped": lambda x, w, s, p: conv_transpose_by_conv(x, w, s, p, flip=False)}
+ref = F.conv_transpose2d(inp, weight, stride=2, padding=1)  # (2, 3, 8, 8)
+ref_grads = torch.autograd.grad((ref * upstream).sum(), (inp, weight))
+ct_err = {}
+for name, form in forms.items():
+    out = form(inp, weight, 2, 1)
+    grads = torch.autograd.grad((out * upstream).sum(), (inp, weight))
+    ct_err[name] = [(out - ref).abs().max().item()] + [(g - r).abs().max().item() for g, r in zip(grads, ref_grads)]
+    print(f"{name:<30} {tuple(out.shape)}  max |diff| output {ct_err[name][0]:.1e}, "
+          f"d/dx {ct_err[name][1]:.1e}, d/dW {ct_err[name][2]:.1e}")
+for name in list(forms)[:4]:
+    assert max(ct_err[name]) < 1e-10, (name, ct_err[name])
+assert ct_err["the same, kernel not flipped"][0] > 0.5  # the control: without the flip it is another map
+
+# %% [markdown]
+# The four forms agree with PyTorch to rounding, in the output and in both gradients; the last line is the
+# control: the same zero-spreading without flipping the kernel gives a different map (asserted: off by
+# more than 0.5). From here on the DCGAN uses PyTorch's `nn.ConvTranspose2d`, which computes form 2's
+# numbers with a faster kernel. The generator's shapes, layer by layer:
+
+# %%
 dcgan = dcgan_digits(width=by_scale(small=16, full=64)).to(device)
 h = torch.randn(5, 32, device=device)[:, :, None, None]
 for layer in dcgan.generator.net:
@@ -435,8 +502,10 @@ assert min(minimax_fd) > 5 * q_mlp["frechet"]
 # - Quality is measured, not eyeballed: class coverage, confidence of a classifier that knows when it
 #   is unsure, and a Fréchet distance in its feature space, asserted together: class coverage alone is
 #   passed by uniform noise.
-# - The DCGAN grows images with transposed convolutions (an ordinary convolution of a zero-spread
-#   input) and needs batch norm; on a CPU it is slow, on a GPU it is the better generator.
+# - The DCGAN grows images with transposed convolutions: by definition a scatter of kernel stamps,
+#   computed as an ordinary convolution of a zero-spread input, and equal to the gradient of a strided
+#   convolution (all three checked against PyTorch, forward and gradient). It needs batch norm;
+#   on a CPU it is slow, on a GPU it is the better generator.
 # - Too strong a discriminator and no normalisation are the two classic ways to break the game.
 #
 # **Next:** lesson 08 leaves images for sequences again: attention, the mechanism that replaced
