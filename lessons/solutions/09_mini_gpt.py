@@ -250,8 +250,8 @@ assert 1.1 < speed["2 x 128"][0] / speed["3 x 96"][0] < 1.3
 assert speed_ratio > 1 / flop_growth, "the wider kernels run at more FLOP/s"
 
 # %% [markdown]
-# The wide model has the printed extra parameters and FLOPs, and its characters per CPU second fall by less
-# than its FLOPs grow (asserted: a higher FLOP rate). Fewer, wider kernels buy efficiency; whether that
+# The wide model has the printed extra parameters and FLOPs, and its characters per CPU second do not drop in
+# proportion to its FLOPs (both ratios printed; asserted: a higher FLOP rate). Fewer, wider kernels buy efficiency; whether that
 # converts into a lower loss at equal time is the race of the lesson, run with this configuration.
 
 # %% [markdown]
