@@ -615,6 +615,8 @@ playground_widget(new_playground("ring", seed=SEED))
 #    $L_G = \tfrac12\mathbb E[(l_f - 1)^2]$ on the discriminator's raw output. Write a subclass of
 #    `GANUpdate` that uses them and count the ring's modes after 2500 steps.
 #
+# Worked solutions, each one run and checked: [solutions/06_gan_math.ipynb](solutions/06_gan_math.ipynb).
+#
 # ## Summary
 #
 # - The GAN game: $\min_G \max_D V$; for a fixed generator the best discriminator is

@@ -495,6 +495,8 @@ assert min(minimax_fd) > 5 * q_mlp["frechet"]
 #    2018) and measure class coverage after the number of steps where the plain MLP-GAN still covered
 #    fewer than 10 classes.
 #
+# Worked solutions, each one run and checked: [solutions/07_dcgan.ipynb](solutions/07_dcgan.ipynb).
+#
 # ## Summary
 #
 # - A GAN is trained with `fit(gan, data, update_fn=GANUpdate(opt_d, opt_g))`: two optimizers, one D step

@@ -502,6 +502,8 @@ assert speed[1024][0] / speed[1024][1] > 2.0
 #    one per output position (an `nn.Parameter` of shape (16, d_model)), the keys and values come from
 #    the input. Does it still need positional encodings on the input?
 #
+# Worked solutions, each one run and checked: [solutions/08_attention.ipynb](solutions/08_attention.ipynb).
+#
 # ## Summary
 # - Attention is $\operatorname{softmax}(QK^\top/\sqrt{d_k} + M)V$: a content-based weighted average, one
 #   row of weights per query; masks are $-\infty$ scores; a row with nothing to attend to gives zeros.

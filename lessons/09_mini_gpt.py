@@ -676,6 +676,8 @@ attention_widget(snippet_weights, list(snippet), layer=layer, head=head, query=q
 #    lesson 08. Can the KV cache then keep working past `block_size` without a rebuild (what would you do
 #    with positions beyond the table)? What does the model do on contexts longer than it was trained on?
 #
+# Worked solutions, each one run and checked: [solutions/09_mini_gpt.ipynb](solutions/09_mini_gpt.ipynb).
+#
 # ## Summary
 # - A GPT is embeddings, $n$ pre-norm blocks of causal self-attention and an MLP, and a tied output
 #   layer; its loss at initialisation is $\ln V$, and its fused attention equals the from-scratch one.

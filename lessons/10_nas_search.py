@@ -445,6 +445,8 @@ display(search_playground(bench))
 #    How many genomes does it have? How long would the table take to generate at the measured CPU time per
 #    architecture? (`python -m karpa_lab.nas.tabular` regenerates the table of the lesson.)
 #
+# Worked solutions, each one run and checked: [solutions/10_nas_search.ipynb](solutions/10_nas_search.ipynb).
+#
 # ## 9. Summary
 #
 # - NAS = search space + search strategy + performance estimation. A genome names an architecture compactly;

@@ -605,6 +605,8 @@ assert workers == {"A", "B"} and len(trials) >= n_trials, "both workers must hav
 # 5. **Hyperband.** Replace the median pruner with `optuna.pruners.HyperbandPruner(min_resource=30,
 #    max_resource=240)` and count the training steps it spends for the same best validation accuracy.
 #
+# Worked solutions, each one run and checked: [solutions/11_nas_oneshot.ipynb](solutions/11_nas_oneshot.ipynb).
+#
 # ## 9. Summary
 #
 # - DARTS relaxes the choice of an operation into a softmax mixture, trains architecture and weights by
