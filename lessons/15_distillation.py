@@ -231,7 +231,7 @@ teacher.eval()
 n_params = lambda m: sum(p.numel() for p in m.parameters())
 print(f"teacher: {n_params(teacher)} weights, {len(teacher_history)} steps on {len(jittered.dataset)} jittered "
       f"images, {time.perf_counter() - start:.1f} s; test errors {test_errors(teacher)} of {len(y_test)}")
-print(f"student: {n_params(student_net())} weights")
+print(f"student: {n_params(student_net())} weights; {len(y_train)} training and {len(y_test)} test images")
 assert test_errors(teacher) < 20
 
 # %%
@@ -396,8 +396,9 @@ assert labels_after < distilled_after - 0.4, "the labels-only student must not p
 #
 # One test digit on which the teacher hesitates most (its highest entropy at $T = 1$), the teacher's soft
 # targets and the labels-only student's distribution at the same $T$, and the gradient $T(q - p)$ that the
-# soft term would give the student's logits. Move $T$: at $T = 1$ the runner-up classes are invisible on a
-# linear scale; at a high $T$ they carry most of the signal, and thanks to $T^2$ the gradient keeps its size.
+# soft term would give the student's logits. Move $T$ and watch the readout: at $T = 1$ the runner-up
+# classes get a tiny share (the bars are on a log scale); at a high $T$ they carry most of the mass, and
+# the gradient with $T^2$ keeps its size while the one without it shrinks.
 
 # %%
 entropy = -(F.softmax(v_test, -1) * F.log_softmax(v_test, -1)).sum(-1)
