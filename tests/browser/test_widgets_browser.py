@@ -340,6 +340,45 @@ def test_12_filter_and_input_pickers(lab):
     lab.assert_no_widget_errors()
 
 
+DISTILL_SETUP = """
+import torch
+from karpa_lab.widgets.distill_temperature import temperature_response, temperature_widget
+
+teacher_logits = torch.tensor([9.0, 1.0, 3.5, -2.0, 0.0, 1.5, -1.0, 2.0, 4.0, 0.5])
+student_logits = torch.tensor([5.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+"""
+
+
+def test_15_temperature_slider(lab):
+    """Lesson 15: the T slider drives temperature_response's soft targets, gradient and readout."""
+    pytest.importorskip("karpa_lab.widgets.distill_temperature")
+    ns = widget_notebook(lab, "distill_temperature", DISTILL_SETUP,
+                         "display(temperature_widget(teacher_logits, student_logits))", context="")
+
+    def expected(T):
+        with one_thread():
+            return ns["temperature_response"](ns["teacher_logits"], ns["student_logits"], T)["readout"]
+
+    text, picture = lab.html(0), lab.widget(0).locator(".widget-output")
+    slider = lab.slider("T")
+    lab.wait_for_html(text, expected(4.0))
+    src = lab.wait_for_new_image(picture, None)
+    before = lab.png(picture)
+
+    assert slider.press("Home") == pytest.approx(0.5)  # keyboard
+    lab.wait_for_html(text, expected(0.5))
+    src = lab.wait_for_new_image(picture, src)
+
+    value = slider.drag_to(0.75)  # mouse: about 0.5 + 0.75 * 19.5 = 15
+    assert 12.0 <= value <= 18.0, value
+    lab.wait_for_html(text, expected(value))
+    lab.wait_for_new_image(picture, src)
+    lab.wait_idle()
+    assert lab.image_change(before, lab.png(picture)) > 0.01
+    lab.save_picture(lab.widget(0), "distill_temperature")
+    lab.assert_no_widget_errors()
+
+
 ATTENTION_SETUP = """
 import torch
 from karpa_lab.widgets.attention import attention_widget, readout_html, select
