@@ -114,7 +114,7 @@ assert torch.autograd.gradcheck(gram_matrix, (features.detach().requires_grad_()
 # ## 2. A network of random filters
 #
 # `RandomFilterNet` is one convolution layer: for each filter size $k$, a set of filters drawn from a
-# Gaussian and scaled to unit norm, applied to the image (shifted to mean-zero grey) without padding, then a
+# Gaussian and scaled to unit norm, applied to the image minus mid-grey (0.5) without padding, then a
 # ReLU. Each size gives its own feature maps and its own Gram matrix; small filters see fine grain, large
 # ones see larger patterns. Nothing is trained: the seed *is* the network. A second seed gives a second,
 # independent network, which we keep aside as a **judge**: an image optimised to fool the first network
