@@ -11,12 +11,16 @@ import pytest
 import torch
 
 from karpa_lab.data import (
+    PHOTOS,
+    TEXTURES,
     CharTokenizer,
     DataUnavailableError,
     GaussianMixture2D,
     TextCorpus,
     load_digits_splits,
     load_mnist,
+    load_photo,
+    load_texture,
     python_source_text,
     random_walk,
     recall_task,
@@ -137,3 +141,22 @@ def test_mnist_failed_download_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailableError, match="could not download"):
         load_mnist(tmp_path, download=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bundled_photos_and_textures_load_offline(no_network):
+    for name in PHOTOS:
+        photo = load_photo(name, height=32)
+        assert photo.shape[:2] == (1, 32) and 0 <= float(photo.min()) and float(photo.max()) <= 1
+    assert load_photo("astronaut", height=32, gray=False).shape == (3, 32, 32)
+    textures = [load_texture(name, size=48) for name in TEXTURES]
+    assert all(t.shape == (1, 48, 48) and 0 <= float(t.min()) and float(t.max()) <= 1 for t in textures)
+    assert min(float((a - b).abs().mean()) for a in textures for b in textures if a is not b) > 0.02
+
+
+def test_photo_and_texture_names_and_sizes_are_checked():
+    with pytest.raises(ValueError, match="the ones scikit-image ships"):
+        load_texture("marble")
+    with pytest.raises(ValueError, match="between 16 and 512"):
+        load_texture("brick", size=8)
+    with pytest.raises(ValueError, match="coffee is 400 high"):
+        load_photo("coffee", height=500)

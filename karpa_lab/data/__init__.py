@@ -2,7 +2,7 @@
 
 from karpa_lab.data.digits import DigitsSplits, digits_loaders, digits_on_canvas, load_digits_splits
 from karpa_lab.data.online import DataUnavailableError, load_mnist
-from karpa_lab.data.photos import PHOTOS, load_photo
+from karpa_lab.data.photos import PHOTOS, TEXTURES, load_photo, load_texture
 from karpa_lab.data.synthetic import (
     GaussianMixture2D,
     random_walk,
@@ -14,6 +14,7 @@ from karpa_lab.data.text import CharTokenizer, TextCorpus, python_source_text
 
 __all__ = [
     "PHOTOS",
+    "TEXTURES",
     "CharTokenizer",
     "DataUnavailableError",
     "DigitsSplits",
@@ -24,6 +25,7 @@ __all__ = [
     "load_digits_splits",
     "load_mnist",
     "load_photo",
+    "load_texture",
     "python_source_text",
     "random_walk",
     "recall_task",
