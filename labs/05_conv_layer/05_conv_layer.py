@@ -44,7 +44,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from karpa_lab.grading import check_close, check_conv2d, check_conv2d_backward
+from karpa_lab.grading import check_conv2d, check_conv2d_backward
 
 torch.manual_seed(0)
 warnings.simplefilter("ignore")  # under nbgrader a warning on stderr would cost a test cell its points
