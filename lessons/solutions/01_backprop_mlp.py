@@ -282,6 +282,7 @@ def section5_run(hidden=256, lr=3e-3, epochs=40):
     total = epochs * len(train_dl)
     fit(model, train_dl, epochs=epochs, lr=lr, schedule=warmup_cosine(20, total), val_data=val_dl,
         metrics={"accuracy": accuracy}, eval_every=total // 8, verbose=False)
+    print(f"hidden {hidden}, lr {lr:.0e}: {total} steps on {len(train_dl.dataset)} training images")
     return model, model[0].weight.detach().cpu() - initial_w1, evaluate(model, test_dl, metrics={"accuracy": accuracy})
 
 
