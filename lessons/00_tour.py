@@ -228,6 +228,8 @@ for info in pkgutil.walk_packages([package_dir], prefix="karpa_lab."):
 #    with `resume_from="runs/tour.ckpt"`: the run continues where it stopped, with the same result as
 #    an uninterrupted one.
 #
+# Worked solutions, each one run and checked: [solutions/00_tour.ipynb](solutions/00_tour.ipynb).
+#
 # ## Summary
 # - `get_device()` picks CUDA > MPS > CPU; `KARPA_DEVICE` overrides; `KARPA_SCALE` sizes every lesson.
 # - `fit` is the one training loop of the course; it returns a `History` you can plot.

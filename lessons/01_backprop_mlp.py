@@ -580,6 +580,8 @@ assert blank_change < 0.05 * typical_change
 # 5. **Capacity.** Set `hidden = 16` in section 5. Predict the test accuracy before you run it. How do the
 #    first-layer images change? (With fewer units, each one must carry more of a digit.)
 #
+# Worked solutions, each one run and checked: [solutions/01_backprop_mlp.ipynb](solutions/01_backprop_mlp.ipynb).
+#
 # ## Summary
 #
 # - Backpropagation is the chain rule applied node by node in reverse topological order; each operation

@@ -457,6 +457,8 @@ assert persistence_mse > 0.08 and untrained_mse > 0.08, (persistence_mse, untrai
 # 5. **Find the edge.** Lower the learning rate of the unclipped run until it survives all steps. How
 #    does its final loss compare with the clipped run at $\eta = 1$?
 #
+# Worked solutions, each one run and checked: [solutions/02_rnn_math.ipynb](solutions/02_rnn_math.ipynb).
+#
 # ## Summary
 #
 # - An RNN applies $h_t = \tanh(x_t W_{xh}^\top + h_{t-1} W_{hh}^\top + b)$ with the same weights at every

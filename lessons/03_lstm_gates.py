@@ -680,6 +680,8 @@ assert carried[unit] >= 1 / 3, float(carried[unit])
 #    it into `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh` of an `nn.LSTMCell`, and test it with
 #    `lstm_cell` and a TF-style step you write from the description.
 #
+# Worked solutions, each one run and checked: [solutions/03_lstm_gates.ipynb](solutions/03_lstm_gates.ipynb).
+#
 # ## Summary
 #
 # - The LSTM step: $a = x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh}$ split into i, f, g, o (in

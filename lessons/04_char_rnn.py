@@ -514,6 +514,8 @@ print(f"whole lesson so far: {time.process_time() - t_lesson:.1f} s of CPU time"
 #    `next_token_probs(z, tau, top_p=p)`, then compare the tokenize share of `generate(..., top_p=0.9)`
 #    with top-k = 10 at the same temperature.
 #
+# Worked solutions, each one run and checked: [solutions/04_char_rnn.ipynb](solutions/04_char_rnn.ipynb).
+#
 # ## Summary
 #
 # - A character-level LSTM predicts the next character; its validation loss in nats per character (bits =

@@ -463,6 +463,8 @@ print(f"whole lesson: {time.process_time() - t_lesson:.1f} s of CPU time")
 # 5. **A walk with drift.** Use `random_walk(n) + 0.1 * torch.arange(n)`. Is persistence still optimal?
 #    Write the best forecast down, then check whether the LSTM finds it.
 #
+# Worked solutions, each one run and checked: [solutions/05_forecasting.ipynb](solutions/05_forecasting.ipynb).
+#
 # ## Summary
 #
 # - A prediction that follows the truth one step late looks perfect and is worth nothing: compare with
