@@ -178,8 +178,8 @@ assert progress[5][2] > 2 * progress[1][2], "and each step costs more"
 # %% [markdown]
 # ## 4. Derive it
 #
-# *Derive the value identity of section 4, $\mathbb E_{p_g}[-\log D^*] = \mathrm{KL}(p_g \| p_{\text{data}})
-# - 2\,\mathrm{JS} + \mathrm{KL}(p_{\text{data}} \| m) + \log 2$, then differentiate it with respect to
+# *Derive the value identity of section 4,
+# $\mathbb E_{p_g}[-\log D^*] = \mathrm{KL}(p_g \| p_{\text{data}}) - 2\,\mathrm{JS} + \mathrm{KL}(p_{\text{data}} \| m) + \log 2$, then differentiate it with respect to
 # $\theta$ and show that, with $D^*$ held fixed, everything but $\nabla_\theta[\mathrm{KL} - 2\,\mathrm{JS}]$
 # cancels (Arjovsky & Bottou 2017, Theorem 2.5). Extend the numerical check to a change of the generator's
 # width: $p_g = \mathcal N(0, s^2)$, differentiating in $s$.*
