@@ -401,7 +401,10 @@ assert untrained < 100, "an untrained Q-network must be far from passing"
 # Three variants, three seeds each, the same budget of updates: DQN as above; **no target network**
 # (`target_every=1`: the target is the network being trained); **no replay** (`buffer_size=64`: every
 # batch is drawn from the 64 latest, consecutive transitions). For each run: the environment steps to a
-# greedy mean of 195, or "-" where it was not reached within the budget, and the best greedy mean seen.
+# greedy mean of 195, or "-" where it was not reached within the budget; the best greedy mean seen; and
+# the mean of $\max_a Q(s, a)$ over the states in its buffer at the end. With a reward of 1 per step and
+# $\gamma = 0.99$ no state is worth more than $1/(1-\gamma) = 100$: a larger Q is a belief that cannot be
+# true.
 
 # %%
 ABLATION_SEEDS, ABLATION_UPDATES = by_scale((0, 1, 2), (0, 1, 2, 3, 4)), by_scale(2500, 10_000)
@@ -410,26 +413,36 @@ start = time.perf_counter()
 ablation = {}
 for name, options in variants.items():
     for seed in ABLATION_SEEDS:
-        _, run_agent, evals = run_dqn(seed, max_updates=ABLATION_UPDATES, **options)
-        ablation[name, seed] = (evals[-1][0] if evals[-1][1] >= 195 else None, max(ret for _, ret in evals))
+        run_q, run_agent, evals = run_dqn(seed, max_updates=ABLATION_UPDATES, **options)
+        with torch.no_grad():  # the value the network gives the states it visited (at most 1 / (1 - 0.99) = 100)
+            q_end = float(run_q(torch.from_numpy(run_agent.buffer.obs[: len(run_agent.buffer)])).max(-1).values.mean())
+        ablation[name, seed] = (evals[-1][0] if evals[-1][1] >= 195 else None, max(ret for _, ret in evals), q_end)
 print(f"{len(ablation)} runs of at most {ABLATION_UPDATES} updates, {time.perf_counter() - start:.1f} s")
-print(f"{'variant':>18} | " + " | ".join(f"seed {s}: steps to 195, best" for s in ABLATION_SEEDS))
+print(f"{'variant':>18} | " + " | ".join(f"seed {s}: to 195, best, max Q" for s in ABLATION_SEEDS))
 for name in variants:
-    cells = [f"{'-' if ablation[name, s][0] is None else ablation[name, s][0]:>5}, {ablation[name, s][1]:5.1f}"
-             for s in ABLATION_SEEDS]
+    cells = [f"{'-' if ablation[name, s][0] is None else ablation[name, s][0]:>5}, {ablation[name, s][1]:5.1f}, "
+             f"{ablation[name, s][2]:7.0f}" for s in ABLATION_SEEDS]
     print(f"{name:>18} | " + " | ".join(f"{c:>26}" for c in cells))
 reached = {name: sum(ablation[name, s][0] is not None for s in ABLATION_SEEDS) for name in variants}
 print("runs that reached 195:", reached)
+runaway = [ablation["no target network", s][2] for s in ABLATION_SEEDS]
+bounded = [ablation[name, s][2] for name in ("DQN", "no replay") for s in ABLATION_SEEDS]
+assert min(runaway) > 10 * 100, "without a target network the Q-values should run far past the bound of 100"
+assert max(bounded) < 100, "with a target network they should stay below it"
 
 # %% [markdown]
 # **Reading it honestly.** With a handful of seeds, a difference of one run in the "reached" counts is
-# within the noise: one seed's luck in its first episodes decides it. What the table can show is a
-# pattern across seeds: whether a variant fails where DQN succeeds on the *same* seed, and whether its
-# best greedy return stays lower. On a task as small as CartPole, both tricks matter less than on Atari
-# (where Mnih et al. found each worth a large factor in score): the states are four numbers, and a
-# 64-transition batch of consecutive steps is less harmful than 64 consecutive video frames. At
-# `KARPA_SCALE=full` the ablation runs five seeds with a larger budget, and `run_dqn(seed, goal=475,
-# make_env=lambda: gym.make("CartPole-v1"))` measures the steps to CartPole-v1's threshold of 475.
+# within the noise: one seed's luck in its first episodes can decide it. What the table can show is a
+# pattern that holds seed by seed: whether a variant fails where DQN succeeds on the *same* seed, whether
+# its best greedy return stays lower, and, in the last number, whether its Q-values stay below the bound
+# of 100 or run away. A target that moves with every update feeds the network's own overestimates back
+# into its targets, and bootstrapping, function approximation and off-policy data together can diverge
+# (the "deadly triad" of Sutton and Barto); compare the max-Q column of that row with the others. On a
+# task as small as CartPole the states are four numbers, so the order of the stored transitions matters
+# less than for 64 consecutive video frames of Atari, where Mnih et al. found replay and the target
+# network each worth a large factor in score. At `KARPA_SCALE=full` the ablation runs five seeds with a
+# larger budget, and `run_dqn(seed, goal=475, make_env=lambda: gym.make("CartPole-v1"))` measures the
+# steps to CartPole-v1's threshold of 475.
 
 # %%
 if scale() == "full":
