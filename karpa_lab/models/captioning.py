@@ -53,7 +53,7 @@ State = tuple[torch.Tensor, ...]
 class SceneEncoder(nn.Module):
     """(conv 3x3 -> batch norm -> ReLU -> max-pool 2) twice, conv 3x3 -> batch norm -> ReLU, plus a learned
     position vector per cell: (B, 3, S, S) -> features (B, P, C), P = (S/4)^2. Batch normalisation (批归一化)
-    makes this small CNN learn the shapes in a few hundred steps instead of thousands."""
+    makes this small CNN learn the shapes much faster than without it."""
 
     def __init__(self, size: int = 24, channels: int = 32):
         super().__init__()
@@ -189,7 +189,7 @@ def sample_captions(model: CaptionDecoder, images: torch.Tensor, max_len: int = 
     """Decode word by word with :func:`karpa_lab.models.sampling.sample_next`; ``temperature=0``: greedy.
 
     Returns the words (B, max_len) (``<eos>`` then ``<pad>`` once a caption ends), their summed
-    log-probability under the model (B,) and the attention maps (B, max_len, P) or None."""
+    log-probability under the model (B,) and the attention maps (B, steps, P), one per step taken, or None."""
     _check_decode(images, max_len)
     state = model.start(images)
     words = torch.full((len(images),), BOS, dtype=torch.long, device=images.device)
