@@ -275,10 +275,14 @@ for beam, (logp, m) in beams.items():
     print(f"{beam:>4} {float(logp.mean()):>14.4f} {m['exact']:>7.3f} {m['BLEU-4']:>7.3f}")
 assert torch.equal(beam_search(tell, test.images, beam=1)[0], greedy)  # beam 1 is greedy
 for beam in (2, 3, 5):
-    assert bool((beams[beam][0] >= greedy_logp - 1e-4).all()), "a wider beam never finds a less likely caption"
+    worse = int((beams[beam][0] < greedy_logp - 1e-4).sum())
+    print(f"beam {beam}: less likely than greedy's caption on {worse} of {len(test)} scenes")
+    assert float(beams[beam][0].mean()) >= float(greedy_logp.mean()), "on average a wider beam finds likelier captions"
 
 # %% [markdown]
 # Compare the rows: a wider beam raises the mean log-probability, a little, and the metrics barely move.
+# (For one scene a wider beam *can* end less likely than greedy: greedy's prefix may be pruned on the way.
+# Only a beam as wide as the search space is guaranteed to be at least as good.)
 # Beam search improves the *search*, not the model: where the model is unsure which shape it sees, the
 # more likely caption is not more often the right one. (NeuralTalk2 reported a small gain on COCO too,
 # beam 2 over greedy.)
@@ -497,7 +501,7 @@ caption_widget(attend, test, index=0, beam=3)
 #   `ignore_index`.
 # - Decoding: greedy (arg-max), sampling with a temperature (the course's sampler), and beam search,
 #   which keeps the $k$ most likely prefixes; $k = 1$ is greedy, and a beam as wide as the search space is
-#   exhaustive search. A wider beam never finds a less likely caption, and here gains little.
+#   exhaustive search. On average a wider beam finds likelier captions; here it gains little.
 # - BLEU counts shared n-grams and flatters a fixed template; on scenes with known contents, exact match
 #   and per-attribute accuracy against negative controls (the prior, blank or shuffled images) say more.
 # - Attention maps point at the object a word names far more often than chance.
