@@ -57,7 +57,7 @@ def draw_caption_view(view: dict, fig=None):
     panels = 1 + (len(view["words"]) if view["maps"] is not None else 0)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     axes[0].imshow(view["image"])
-    axes[0].set_title("scene", fontsize=9)
+    axes[0].set_title(f"scene, beam {view['beam_width']}", fontsize=9)
     size = view["image"].shape[0]
     for ax, word, amap in zip(axes[1:], view["words"], view["maps"] if view["maps"] is not None else []):
         ax.imshow(view["image"] * 0.5)
