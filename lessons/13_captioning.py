@@ -155,7 +155,8 @@ assert loss_gap < 1e-6 and grad_gap < 1e-8
 # ## 3. Train it with `fit`
 #
 # `teacher_forcing_step` is the `step_fn`: for a batch of (images, tokens) it runs the decoder on
-# `tokens[:, :-1]` and scores it on `tokens[:, 1:]`. Training takes a few hundred steps.
+# `tokens[:, :-1]` and scores it on `tokens[:, 1:]`. Training takes a few hundred steps; `fit` scores the
+# validation scenes along the way, and the test scenes are kept for the end.
 
 # %%
 STEPS = by_scale(250, 3000)
@@ -164,7 +165,8 @@ STEPS = by_scale(250, 3000)
 def train_captioner(model):
     schedule = warmup_cosine(STEPS // 10, STEPS)
     history = fit(model, train.loader(batch_size=64), steps=STEPS, lr=5e-3, schedule=schedule,
-                  step_fn=teacher_forcing_step, device="cpu", verbose=False)
+                  step_fn=teacher_forcing_step, val_data=splits["val"].loader(250, shuffle=False),
+                  eval_every=STEPS // 5, device="cpu", verbose=False)
     return model.eval(), history
 
 
@@ -172,7 +174,8 @@ start = time.perf_counter()
 torch.manual_seed(0)
 tell, tell_history = train_captioner(ShowAndTell(len(WORDS)))
 print(f"Show and Tell: {sum(p.numel() for p in tell.parameters()):,} weights, {STEPS} steps in "
-      f"{time.perf_counter() - start:.1f} s; final loss {tell_history.smoothed_loss()[-1]:.3f} nats per word")
+      f"{time.perf_counter() - start:.1f} s; loss {tell_history.smoothed_loss()[-1]:.3f} nats per word (training, "
+      f"smoothed), {tell_history.val_loss[-1]:.3f} (validation scenes)")
 
 # %% [markdown]
 # ## 4. Reading a caption out: greedy, sampling, beam search
@@ -369,7 +372,8 @@ for name in ("Show and Tell, greedy", "Show, Attend and Tell, greedy"):
     print(f"{name:<30} exact {rows[name]['exact']:.3f}, BLEU-4 {rows[name]['BLEU-4']:.3f}")
 fig, ax = plt.subplots(figsize=(7, 3))
 for name, history in (("Show and Tell", tell_history), ("Show, Attend and Tell", attend_history)):
-    ax.plot(history.steps, history.smoothed_loss(), label=name)
+    line, = ax.plot(history.steps, history.smoothed_loss(), label=f"{name}, training")
+    ax.plot(history.val_steps, history.val_loss, "o--", color=line.get_color(), label=f"{name}, validation")
 ax.set(xlabel="step", ylabel="cross-entropy per word (smoothed)", yscale="log")
 ax.legend()
 plt.show()
