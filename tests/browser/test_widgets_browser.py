@@ -376,6 +376,45 @@ def test_15_temperature_slider(lab):
     lab.wait_idle()
     assert lab.image_change(before, lab.png(picture)) > 0.01
     lab.save_picture(lab.widget(0), "distill_temperature")
+
+
+CAPTION_SETUP = """
+import torch
+from karpa_lab.data.scenes import WORDS, make_scenes
+from karpa_lab.models.captioning import ShowAttendTell
+from karpa_lab.widgets.captioning import caption_view, caption_widget
+
+torch.manual_seed(0)
+model = ShowAttendTell(len(WORDS)).eval()
+scenes = make_scenes(5, seed=1)
+"""
+
+
+def test_13_scene_and_beam_sliders(lab):
+    """Lesson 13: the scene and beam sliders pick the captions and maps of caption_view."""
+    pytest.importorskip("karpa_lab.widgets.captioning")
+    ns = widget_notebook(lab, "captioning", CAPTION_SETUP, "display(caption_widget(model, scenes))")
+
+    def expected(index, beam):
+        with one_thread():
+            return ns["caption_view"](ns["model"], ns["scenes"], index, beam)["readout"]
+
+    text, picture = lab.html(0), lab.widget(0).locator(".widget-output")
+    lab.wait_for_html(text, expected(0, 3))
+    src = lab.wait_for_new_image(picture, None)
+    before = lab.png(picture)
+
+    assert lab.slider("scene").press("ArrowRight", times=2) == 2  # keyboard
+    lab.wait_for_html(text, expected(2, 3))
+    src = lab.wait_for_new_image(picture, src)
+
+    assert lab.slider("beam").press("End") == 8
+    lab.wait_for_html(text, expected(2, 8))
+    assert "beam 8" in text.inner_text()
+    lab.wait_for_new_image(picture, src)
+    lab.wait_idle()
+    assert lab.image_change(before, lab.png(picture)) > 0.01
+    lab.save_picture(lab.widget(0), "captioning")
     lab.assert_no_widget_errors()
 
 
