@@ -503,27 +503,26 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.softplus(x)
 
 
-def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, batch: int = 8, seed: int = 0,
-                     atol: float = 1e-6) -> None:
-    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits.
+def check_gan_losses(discriminator_loss: Callable | None, generator_loss: Callable | None, batch: int = 8,
+                     seed: int = 0, atol: float = 1e-6) -> None:
+    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits (a loss given
+    as ``None`` is not checked, so that each loss can be graded on its own).
 
     ``discriminator_loss(real_logits, fake_logits)`` = -E[log D(x)] - E[log(1 - D(G(z)))] and the
     non-saturating ``generator_loss(fake_logits)`` = -E[log D(G(z))], with D = sigmoid(logit); logits (B,).
-    Extreme logits (±200) must give finite, exact values: work from the logits (``F.logsigmoid``,
+    Extreme logits (±200, ±1000) must give finite, exact values: work from the logits (``F.logsigmoid``,
     ``F.binary_cross_entropy_with_logits``), never ``log(sigmoid(l))``.
     """
     gen = torch.Generator().manual_seed(seed)
     real, fake = (3 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
-    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0], dtype=torch.float64)
-    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0], dtype=torch.float64)
-    for r, f, label in ((real, fake, f"random logits (B={batch})"), (extreme_real, extreme_fake, "logits of ±200")):
-        d = _scalar("discriminator_loss", _call(discriminator_loss, f"real and fake logits {tuple(r.shape)}",
-                                                r.clone(), f.clone()))
-        g = _scalar("generator_loss", _call(generator_loss, f"fake logits {tuple(f.shape)}", f.clone()))
+    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0, 1000.0, -1000.0], dtype=torch.float64)
+    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0, -1000.0, 1000.0], dtype=torch.float64)
+    for r, f, label in ((real, fake, f"random logits (B={batch})"),
+                        (extreme_real, extreme_fake, "logits of ±40, ±200 and ±1000")):
         want_d = _softplus(-r).mean() + _softplus(f).mean()
         want_g = _softplus(-f).mean()
-        for name, got, want, variants in (
-            ("discriminator_loss", d, want_d, (
+        checks = (
+            ("discriminator_loss", discriminator_loss, (r, f), want_d, (
                 ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is positive", -want_d),
                 ("the real and fake terms are swapped: real logits should be pushed up, fake ones down",
                  _softplus(r).mean() + _softplus(-f).mean()),
@@ -531,13 +530,19 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, bat
                  want_d / 2),
                 ("that sums over the batch: take the mean", _softplus(-r).sum() + _softplus(f).sum()),
             )),
-            ("generator_loss", g, want_g, (
+            ("generator_loss", generator_loss, (f,), want_g, (
                 ("that is the saturating loss E[log(1 - D(G(z)))]; the non-saturating one is -E[log D(G(z))]",
                  -_softplus(f).mean()),
                 ("the sign is flipped: -E[log D(G(z))] is positive", -want_g),
                 ("that sums over the batch: take the mean", _softplus(-f).sum()),
             )),
-        ):
+        )
+        for name, fn, args, want, variants in checks:
+            if fn is None:
+                continue
+            shapes = " and ".join(str(tuple(a.shape)) for a in args)
+            got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}",
+                                      *(a.clone() for a in args)))
             if not torch.isfinite(got):
                 raise AssertionError(
                     f"{name} is {float(got)} for {label}: log(sigmoid(l)) underflows to log(0) = -inf. Compute it "
@@ -547,7 +552,9 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, bat
                 hint = next((h for h, v in variants if abs(float(got) - float(v)) <= atol), None)
                 raise AssertionError(f"{name} is {float(got):.6g} for {label}, expected {float(want):.6g} "
                                      f"(off by {err:.3g})" + (f": {hint}" if hint else ""))
-    print("✓ discriminator_loss and generator_loss match the definitions, extreme logits included")
+    names = [n for n, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)) if fn]
+    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the definition"
+          f"{'s' if len(names) > 1 else ''}, extreme logits included")
 
 
 def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int = 0, atol: float = 1e-5) -> None:

@@ -228,11 +228,22 @@ def test_check_causal_catches_both_ways():
 def test_gan_losses_reference_passes(capsys):
     grading.check_gan_losses(ref_gan.discriminator_loss, ref_gan.generator_loss)
     assert "extreme logits included" in capsys.readouterr().out
+    grading.check_gan_losses(None, ref_gan.generator_loss)  # one loss alone: the other is not called
+    assert capsys.readouterr().out.startswith("✓ generator_loss matches the definition")
+
+
+def test_each_gan_loss_is_checked_alone():
+    broken = lambda *logits: torch.tensor(float("nan"))  # noqa: E731
+    grading.check_gan_losses(ref_gan.discriminator_loss, None)
+    grading.check_gan_losses(None, ref_gan.generator_loss)
+    assert "discriminator_loss is nan" in fails(grading.check_gan_losses, broken, None)
+    assert "generator_loss is nan" in fails(grading.check_gan_losses, None, broken)
 
 
 @pytest.mark.parametrize("d_loss, g_loss, words", [
     (lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
-     ref_gan.generator_loss, ["logits of ±200", "underflows"]),
+     ref_gan.generator_loss, ["logits of ±40, ±200 and ±1000", "underflows"]),
+    (None, lambda f: -torch.log(torch.sigmoid(f)).mean(), ["generator_loss is inf", "underflows"]),
     (ref_gan.discriminator_loss, lambda f: F.logsigmoid(-f).mean(), ["saturating loss"]),
     (lambda r, f: -F.logsigmoid(r).sum() - F.logsigmoid(-f).sum(), ref_gan.generator_loss, ["sums over the batch"]),
     (lambda r, f: -F.logsigmoid(-r).mean() - F.logsigmoid(f).mean(), ref_gan.generator_loss, ["swapped"]),
