@@ -53,6 +53,37 @@ GAN = {
         "return count(samples, 3.0, max(1, round(0.01 * len(samples))))")],
         ["test_modes"], "GaussianMixture2D.modes_covered, which this lab asks"),
 }
+ATTENTION = {
+    "one_head": (  # attention over all of d_model at once, whatever n_heads says
+        "self_attention", [("d_h = D // n_heads", "n_heads, d_h = 1, D")], ["test_self_attention_values"],
+        "self_attention does not match nn.MultiheadAttention"),
+    "no_causal_mask": (  # only the padding mask: position t reads the whole sequence
+        "causal_self_attention", [("mask = causal_mask(x.shape[1])                      # (T, T)",
+        "mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool)")], ["test_causality"], "sees the future"),
+    "padding_on_queries": (  # the pads are taken out of the queries, not the keys: every token still reads them
+        "causal_self_attention", [("padding_mask[:, None, None, :]", "padding_mask[:, None, :, None]")],
+        ["test_padding"], "moved"),
+    "alias_sdpa": (  # PyTorch's fused attention by a computed name: every test that reaches attention loses
+        "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
+        'weights = torch.softmax(scores, dim=-1)\n    fused = getattr(F, "scaled_dot_product" + "_attention")\n    '
+        "return fused(q, k, v, attn_mask=mask), weights")],
+        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
+         "test_padding"], "scaled_dot_product_attention, which this lab asks"),
+    "alias_aten": (
+        "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
+        "return tuple(torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=mask))")],
+        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
+         "test_padding"], "_scaled_dot_product_attention_math, which this lab asks"),
+    "alias_module": (  # nn.MultiheadAttention with the given weights copied in
+        "self_attention", [("B, T, D = x.shape\n",
+        'mha = getattr(nn, "Multihead" + "Attention")(x.shape[-1], n_heads, batch_first=True).to(x.dtype)\n'
+        "    with torch.no_grad():\n"
+        "        mha.in_proj_weight.copy_(in_proj_weight)\n        mha.in_proj_bias.copy_(in_proj_bias)\n"
+        "        mha.out_proj.weight.copy_(out_proj_weight)\n        mha.out_proj.bias.copy_(out_proj_bias)\n"
+        "    return mha(x, x, x, attn_mask=None if mask is None else ~mask, need_weights=False)[0]\n")],
+        ["test_self_attention_values", "test_causality", "test_padding"], "multi_head_attention"),
+}
+
 def _variant(good: dict, cell: str, edits: list[tuple[str, str]]) -> dict:
     """The worked solution with ``edits`` (old, new) made in its answer cell ``cell``."""
     nb = json.loads(json.dumps(good))
@@ -93,4 +124,8 @@ def grade_variants(tmp_path, lab: str, variants: dict) -> None:
 
 def test_lab02_wrong_solutions_lose_their_part(tmp_path, sandbox):
     grade_variants(tmp_path, "02_gan_step", GAN)
+
+
+def test_lab03_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "03_self_attention", ATTENTION)
 

@@ -48,7 +48,9 @@ FORBIDDEN = {
                                "karpa_lab.data.synthetic:GaussianMixture2D.assign")},
     "03_self_attention": {"torch": ("scaled_dot_product", "multi_head_attention"),
                           "course": ("karpa_lab.models.attention:scaled_dot_product_attention",
-                                     "karpa_lab.models.attention:MultiHeadAttention")},
+                                     "karpa_lab.models.attention:MultiHeadAttention",
+                                     "karpa_lab.models.attention:causal_mask",
+                                     "karpa_lab.models.attention:padding_mask")},
     "04_nas_evolution": {"torch": (), "course": ("karpa_lab.nas.searchers:regularized_evolution",
                                                  "karpa_lab.nas.space:Space.mutate")},
 }
