@@ -84,6 +84,26 @@ ATTENTION = {
         ["test_self_attention_values", "test_causality", "test_padding"], "multi_head_attention"),
 }
 
+NAS = {
+    "mutate_may_not_edit": (  # the new width drawn from all widths, the old one included: sometimes no edit
+        "mutate", [("widths[i] = rng.choice([w for w in space.widths if w != widths[i]])",
+        "widths[i] = rng.choice(space.widths)")], ["test_mutate"], "exactly one edit"),
+    "removes_the_worst": (  # the population keeps its best: a lucky evaluation lives forever
+        "evolution_step", [("population.popleft()", "population.remove(min(population, key=lambda m: m[1]))")],
+        ["test_step_invariants"], "the worst member was removed"),
+    "tournament_without_replacement": (
+        "evolution_step", [("sample = [population[rng.randrange(len(population))] for _ in range(sample_size)]",
+        "sample = rng.sample(list(population), sample_size)")], ["test_tournament"], "test_tournament: "),
+    "evaluated_twice": (  # the initial genomes scored once for the population and again for the trace
+        "evolution_search", [("trace.add(*population[-1])", "trace.add(genome, score(genome))")],
+        ["test_search_budget", "test_beats_random"], "score was called"),
+    "alias_space_mutate": (  # the course's own mutation by a computed name: the search that uses it loses too
+        "mutate", [("widths, activation = list(genome.widths), genome.activation\n",
+        'return getattr(space, "mut" + "ate")(genome, rng)\n')],
+        ["test_mutate", "test_search_budget", "test_beats_random"], "Space.mutate, which this lab asks"),
+}
+
+
 def _variant(good: dict, cell: str, edits: list[tuple[str, str]]) -> dict:
     """The worked solution with ``edits`` (old, new) made in its answer cell ``cell``."""
     nb = json.loads(json.dumps(good))
@@ -129,3 +149,6 @@ def test_lab02_wrong_solutions_lose_their_part(tmp_path, sandbox):
 def test_lab03_wrong_solutions_lose_their_part(tmp_path, sandbox):
     grade_variants(tmp_path, "03_self_attention", ATTENTION)
 
+
+def test_lab04_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "04_nas_evolution", NAS)
