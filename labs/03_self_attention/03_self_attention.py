@@ -48,8 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karpa_lab.grading import (check_attention, check_causal, check_close, check_no_calls, check_padding,
-                               check_self_attention)
+from karpa_lab.grading import (
+    check_attention,
+    check_causal,
+    check_close,
+    check_no_calls,
+    check_padding,
+    check_self_attention,
+)
 
 torch.manual_seed(0)
 FORBIDDEN = ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward", "karpa_lab")
