@@ -410,7 +410,7 @@ def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAtte
     return ref, params
 
 
-def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, causal=True, split="right", scale_by=None, project=True):
+def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, mask=None, split="right", scale_by=None, project=True):
     """Multi-head self-attention written out, with knobs that reproduce the usual mistakes."""
     B, T, D = x.shape
     d_h = D // n_heads
@@ -419,7 +419,6 @@ def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, causal=True, split="ri
         q, k, v = (t.view(B, T, n_heads, d_h).transpose(1, 2) for t in (q, k, v))
     else:
         q, k, v = (t.reshape(B, n_heads, T, d_h) for t in (q, k, v))
-    mask = torch.ones(T, T, dtype=torch.bool).tril() if causal else None
     out, _ = _softmax_attention(q, k, v, mask, scale=None if scale_by is None else scale_by ** -0.5)
     out = out.transpose(1, 2).reshape(B, T, D) if split == "right" else out.reshape(B, T, D)
     return out @ w_out.T + b_out if project else out
@@ -427,65 +426,120 @@ def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, causal=True, split="ri
 
 def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6, n_heads: int = 2,
                          seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias) -> (B, T, D)``
-    with ``nn.MultiheadAttention`` (batch_first) under a causal mask, in float64.
+    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, mask=None) ->
+    (B, T, D)`` with ``nn.MultiheadAttention`` (batch_first) in float64, without a mask and with a boolean
+    (T, T) mask (True where query i may attend to key j).
 
     The weights are ``nn.MultiheadAttention``'s: in_proj (3D, D) stacking W_q, W_k, W_v, out_proj (D, D).
     On a mismatch the message says which usual mistake your numbers match.
     """
     ref, params = _mha_params(d_model, n_heads, seed)
-    x = torch.randn(batch, T, d_model, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}", x.clone(), n_heads, *params)
-    check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
-    blocked = ~torch.ones(T, T, dtype=torch.bool).tril()
-    with torch.no_grad():
-        want = ref(x, x, x, attn_mask=blocked, need_weights=False)[0]
-    problem = _mismatch("output", out, want, atol, 0.0)
-    if problem is None:
-        print(f"✓ {fn.__name__} matches nn.MultiheadAttention with a causal mask "
-              f"(B={batch}, T={T}, d_model={d_model}, heads={n_heads})")
-        return
-    d_h = d_model // n_heads
-    candidates = [
-        ("no causal mask: query t may attend only to keys 0..t", (_self_attention(x, n_heads, *params, causal=False),)),
-        (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
-         (_self_attention(x, 1, *params),)),
-        ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
-         (_self_attention(x, n_heads, *params, split="wrong"),)),
-        (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
-         (_self_attention(x, n_heads, *params, scale_by=d_model),)),
-        ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
-         (_self_attention(x, n_heads, *params, project=False),)),
-    ]
-    hint = _first_match(candidates, (out,), atol)
-    raise AssertionError(
-        f"{fn.__name__} does not match nn.MultiheadAttention (B={batch}, T={T}, d_model={d_model}, heads={n_heads}, "
-        f"causal):\n  {problem}\n  " + (f"Your numbers match this mistake: {hint}." if hint else
-        "q, k, v = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1), then heads, causal attention, merge, "
-        "output projection"))
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
+    mask = torch.rand(T, T, generator=gen) < 0.5
+    mask.fill_diagonal_(True)  # every query keeps a key
+    shape = f"B={batch}, T={T}, d_model={d_model}, heads={n_heads}"
+    for m, label in ((None, "without a mask"), (mask, "with a (T, T) mask")):
+        out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}, {label}", x.clone(), n_heads,
+                    *params, m)
+        check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
+        with torch.no_grad():
+            want = ref(x, x, x, attn_mask=None if m is None else ~m, need_weights=False)[0]
+        problem = _mismatch("output", out, want, atol, 0.0)
+        if problem is None:
+            continue
+        d_h = d_model // n_heads
+        candidates = [] if m is None else [
+            ("the mask is ignored: pass it to attention, which blocks key j for query i where it is False",
+             (_self_attention(x, n_heads, *params),)),
+            ("the mask is inverted: True means *may attend*", (_self_attention(x, n_heads, *params, ~m),)),
+        ]
+        candidates += [
+            (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
+             (_self_attention(x, 1, *params, m),)),
+            ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
+             (_self_attention(x, n_heads, *params, m, split="wrong"),)),
+            (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
+             (_self_attention(x, n_heads, *params, m, scale_by=d_model),)),
+            ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
+             (_self_attention(x, n_heads, *params, m, project=False),)),
+        ]
+        hint = _first_match(candidates, (out,), atol)
+        raise AssertionError(
+            f"{fn.__name__} does not match nn.MultiheadAttention ({shape}, {label}):\n  {problem}\n  " + (
+                f"Your numbers match this mistake: {hint}." if hint else "q, k, v = (x @ in_proj_weight.T + "
+                "in_proj_bias).chunk(3, dim=-1), then heads, attention with the mask, merge, output projection"))
+    print(f"✓ {fn.__name__} matches nn.MultiheadAttention ({shape}; without a mask and with one)")
+
+
+def _left_padding(batch: int, T: int, gen: torch.Generator) -> torch.Tensor:
+    """A (B, T) padding mask, True at real tokens: sequence b has its pads first, 0 to T - 1 of them."""
+    lengths = torch.randint(1, T + 1, (batch,), generator=gen)
+    lengths[0] = T  # one sequence without padding
+    return torch.arange(T)[None, :] >= (T - lengths)[:, None]
+
+
+def _moved(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor) -> float:
+    """The largest change between outputs a and b (B, T, D) at the positions ``where`` (B, T)."""
+    return float((a - b)[where].abs().max()) if where.any() else 0.0
 
 
 def check_causal(fn: Callable, batch: int = 2, T: int = 6, d_model: int = 4, n_heads: int = 2, seed: int = 0) -> None:
-    """Check that output t of ``fn`` (signature of :func:`check_self_attention`) depends on tokens 0..t only,
-    and does depend on the earlier ones."""
+    """Check that output t of ``fn(x, n_heads, *weights, padding_mask=None)`` depends on tokens 0..t only,
+    without padding and with a left-padding mask (B, T), and does depend on the earlier tokens.
+
+    Each test changes the tokens after t and asks that outputs 0..t (at real tokens) do not move."""
     _, params = _mha_params(d_model, n_heads, seed)
     gen = torch.Generator().manual_seed(seed + 2)
     x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
+    padded = _left_padding(batch, T, gen)
     with torch.no_grad():
-        base = _call(fn, f"x {tuple(x.shape)}", x.clone(), n_heads, *params)
-        for t in range(T - 1):
-            changed = x.clone()
-            changed[:, t + 1:] = torch.randn(batch, T - t - 1, d_model, generator=gen, dtype=torch.float64)
-            err = max_error(fn(changed, n_heads, *params)[:, : t + 1], base[:, : t + 1])
-            if err > 1e-9:
-                raise AssertionError(f"output[:, {t}] changed (by {err:.3g}) when only the tokens after {t} changed: "
-                                     f"position {t} sees the future. Block key j > query i before the softmax.")
+        for padding in (None, padded):
+            real = torch.ones(batch, T, dtype=torch.bool) if padding is None else padding
+            label = "without padding" if padding is None else "with a left-padding mask"
+            base = _call(fn, f"x {tuple(x.shape)}, {label}", x.clone(), n_heads, *params, padding)
+            for t in range(T - 1):
+                changed = x.clone()
+                changed[:, t + 1:] = torch.randn(batch, T - t - 1, d_model, generator=gen, dtype=torch.float64)
+                err = _moved(fn(changed, n_heads, *params, padding)[:, : t + 1], base[:, : t + 1], real[:, : t + 1])
+                if err > 1e-9:
+                    raise AssertionError(
+                        f"output[:, {t}] changed (by {err:.3g}) when only the tokens after {t} changed ({label}): "
+                        f"position {t} sees the future. Block key j > query i before the softmax, padding or not.")
+        base = fn(x, n_heads, *params, None)
         earlier = x.clone()
         earlier[:, 0] += 1.0
-        if max_error(fn(earlier, n_heads, *params)[:, -1], base[:, -1]) < 1e-9:
+        if max_error(fn(earlier, n_heads, *params, None)[:, -1], base[:, -1]) < 1e-9:
             raise AssertionError(f"output[:, {T - 1}] did not change when token 0 changed: the last position must "
                                  "attend to every earlier one, not only to itself")
-    print(f"✓ {fn.__name__} is causal: output t depends on tokens 0..t only (T={T})")
+    print(f"✓ {fn.__name__} is causal: output t depends on tokens 0..t only (T={T}, with and without padding)")
+
+
+def check_padding(fn: Callable, batch: int = 3, T: int = 6, d_model: int = 4, n_heads: int = 2, seed: int = 0) -> None:
+    """Check that ``fn(x, n_heads, *weights, padding_mask)`` hides the pads of a left-padding mask (B, T), True at
+    real tokens: the outputs at real tokens do not move when the pads change, and they are the outputs of the
+    same layer on each sequence without its pads."""
+    _, params = _mha_params(d_model, n_heads, seed)
+    gen = torch.Generator().manual_seed(seed + 3)
+    x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
+    padding = _left_padding(batch, T, gen)
+    with torch.no_grad():
+        out = _call(fn, f"x {tuple(x.shape)}, a padding mask {tuple(padding.shape)}", x.clone(), n_heads, *params,
+                    padding)
+        check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
+        other = torch.where(padding[..., None], x, 10 * torch.randn(x.shape, generator=gen, dtype=torch.float64))
+        err = _moved(fn(other, n_heads, *params, padding), out, padding)
+        if err > 1e-9:
+            raise AssertionError(f"the outputs at real tokens moved (by {err:.3g}) when only the pads changed: hide "
+                                 "the pad keys from every query, padding_mask[:, None, None, :] (B, 1, 1, T)")
+        for b in range(batch):
+            n = int(padding[b].sum())
+            alone = fn(x[b:b + 1, T - n:].clone(), n_heads, *params, None)
+            err = max_error(out[b:b + 1, T - n:], alone)
+            if err > 1e-9:
+                raise AssertionError(f"sequence {b} ({T - n} pads, {n} tokens): its outputs differ (by {err:.3g}) "
+                                     "from those of the same tokens without the pads")
+    print(f"✓ {fn.__name__} hides the pads: real tokens get the outputs they get without padding (B={batch}, T={T})")
 
 
 # ---------------------------------------------------------------- GAN (lab 02)
@@ -504,27 +558,26 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.softplus(x)
 
 
-def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, batch: int = 8, seed: int = 0,
-                     atol: float = 1e-6) -> None:
-    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits.
+def check_gan_losses(discriminator_loss: Callable | None, generator_loss: Callable | None, batch: int = 8,
+                     seed: int = 0, atol: float = 1e-6) -> None:
+    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits (a loss given
+    as ``None`` is not checked, so that each loss can be graded on its own).
 
     ``discriminator_loss(real_logits, fake_logits)`` = -E[log D(x)] - E[log(1 - D(G(z)))] and the
     non-saturating ``generator_loss(fake_logits)`` = -E[log D(G(z))], with D = sigmoid(logit); logits (B,).
-    Extreme logits (±200) must give finite, exact values: work from the logits (``F.logsigmoid``,
+    Extreme logits (±200, ±1000) must give finite, exact values: work from the logits (``F.logsigmoid``,
     ``F.binary_cross_entropy_with_logits``), never ``log(sigmoid(l))``.
     """
     gen = torch.Generator().manual_seed(seed)
     real, fake = (3 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
-    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0], dtype=torch.float64)
-    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0], dtype=torch.float64)
-    for r, f, label in ((real, fake, f"random logits (B={batch})"), (extreme_real, extreme_fake, "logits of ±200")):
-        d = _scalar("discriminator_loss", _call(discriminator_loss, f"real and fake logits {tuple(r.shape)}",
-                                                r.clone(), f.clone()))
-        g = _scalar("generator_loss", _call(generator_loss, f"fake logits {tuple(f.shape)}", f.clone()))
+    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0, 1000.0, -1000.0], dtype=torch.float64)
+    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0, -1000.0, 1000.0], dtype=torch.float64)
+    for r, f, label in ((real, fake, f"random logits (B={batch})"),
+                        (extreme_real, extreme_fake, "logits of ±40, ±200 and ±1000")):
         want_d = _softplus(-r).mean() + _softplus(f).mean()
         want_g = _softplus(-f).mean()
-        for name, got, want, variants in (
-            ("discriminator_loss", d, want_d, (
+        checks = (
+            ("discriminator_loss", discriminator_loss, (r, f), want_d, (
                 ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is positive", -want_d),
                 ("the real and fake terms are swapped: real logits should be pushed up, fake ones down",
                  _softplus(r).mean() + _softplus(-f).mean()),
@@ -532,13 +585,19 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, bat
                  want_d / 2),
                 ("that sums over the batch: take the mean", _softplus(-r).sum() + _softplus(f).sum()),
             )),
-            ("generator_loss", g, want_g, (
+            ("generator_loss", generator_loss, (f,), want_g, (
                 ("that is the saturating loss E[log(1 - D(G(z)))]; the non-saturating one is -E[log D(G(z))]",
                  -_softplus(f).mean()),
                 ("the sign is flipped: -E[log D(G(z))] is positive", -want_g),
                 ("that sums over the batch: take the mean", _softplus(-f).sum()),
             )),
-        ):
+        )
+        for name, fn, args, want, variants in checks:
+            if fn is None:
+                continue
+            shapes = " and ".join(str(tuple(a.shape)) for a in args)
+            got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}",
+                                      *(a.clone() for a in args)))
             if not torch.isfinite(got):
                 raise AssertionError(
                     f"{name} is {float(got)} for {label}: log(sigmoid(l)) underflows to log(0) = -inf. Compute it "
@@ -548,7 +607,9 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable, bat
                 hint = next((h for h, v in variants if abs(float(got) - float(v)) <= atol), None)
                 raise AssertionError(f"{name} is {float(got):.6g} for {label}, expected {float(want):.6g} "
                                      f"(off by {err:.3g})" + (f": {hint}" if hint else ""))
-    print("✓ discriminator_loss and generator_loss match the definitions, extreme logits included")
+    names = [n for n, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)) if fn]
+    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the definition"
+          f"{'s' if len(names) > 1 else ''}, extreme logits included")
 
 
 def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int = 0, atol: float = 1e-5) -> None:

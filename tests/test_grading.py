@@ -182,13 +182,13 @@ def test_attention_names_the_mistake(bug, words):
         assert word in message, message
 
 
-def self_attention(**knobs):
-    def layer(x, n_heads, w_in, b_in, w_out, b_out):
-        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, **knobs)
+def self_attention(ignore_mask=False, **knobs):
+    def layer(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
+        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, None if ignore_mask else mask, **knobs)
     return layer
 
 
-def via_module(x, n_heads, w_in, b_in, w_out, b_out):
+def via_module(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
     mha = ref_attention.MultiHeadAttention(x.shape[-1], n_heads).double()
     with torch.no_grad():
         for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
@@ -196,17 +196,29 @@ def via_module(x, n_heads, w_in, b_in, w_out, b_out):
             proj.bias.copy_(b)
         mha.out_proj.weight.copy_(w_out)
         mha.out_proj.bias.copy_(b_out)
-    return mha(x, causal=True)[0]
+    return mha(x, mask=mask)[0]
+
+
+def causal(layer=via_module, future=True, padding_axis=-1):
+    """A causal layer with a padding mask built on ``layer``; ``future=False`` forgets the causal mask."""
+    def fn(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
+        T = x.shape[1]
+        mask = torch.ones(T, T, dtype=torch.bool).tril() if future else torch.ones(T, T, dtype=torch.bool)
+        if padding_mask is not None:
+            mask = mask & (padding_mask[:, None, None, :] if padding_axis == -1 else padding_mask[:, None, :, None])
+        return layer(x, n_heads, w_in, b_in, w_out, b_out, mask)
+    return fn
 
 
 def test_self_attention_reference_passes():
     grading.check_self_attention(via_module)
     grading.check_self_attention(via_module, batch=1, T=1, d_model=4, n_heads=4)
-    grading.check_causal(via_module)
+    grading.check_causal(causal())
+    grading.check_padding(causal())
 
 
 @pytest.mark.parametrize("knobs, words", [
-    ({"causal": False}, ["no causal mask"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
+    ({"ignore_mask": True}, ["mask is ignored"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
     ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
 ])
 def test_self_attention_names_the_mistake(knobs, words):
@@ -218,9 +230,20 @@ def test_self_attention_names_the_mistake(knobs, words):
 
 
 def test_check_causal_catches_both_ways():
-    assert "sees the future" in fails(grading.check_causal, self_attention(causal=False))
-    only_self = lambda x, h, w_in, b_in, w_out, b_out: (x @ w_in.T + b_in).chunk(3, -1)[2] @ w_out.T + b_out
+    assert "sees the future" in fails(grading.check_causal, causal(future=False))
+    def only_when_unpadded(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):  # causal mask dropped if padded
+        return causal(future=padding_mask is None)(x, n_heads, w_in, b_in, w_out, b_out, padding_mask)
+
+    assert "with a left-padding mask" in fails(grading.check_causal, only_when_unpadded)
+    only_self = lambda x, h, w_in, b_in, w_out, b_out, p=None: (x @ w_in.T + b_in).chunk(3, -1)[2] @ w_out.T + b_out
     assert "did not change when token 0 changed" in fails(grading.check_causal, only_self)
+
+
+def test_check_padding_catches_pads_that_are_seen():
+    assert "moved" in fails(grading.check_padding, causal(padding_axis=-2))
+    assert "moved" in fails(grading.check_padding, lambda x, h, *w: causal()(x, h, *w[:4]))
+    grading.check_padding(causal(self_attention(scale_by=6)))  # wrong values, right padding: not this check's business
+    grading.check_causal(causal(self_attention(scale_by=6)))
 
 
 # ---------------------------------------------------------------- GAN
@@ -228,11 +251,22 @@ def test_check_causal_catches_both_ways():
 def test_gan_losses_reference_passes(capsys):
     grading.check_gan_losses(ref_gan.discriminator_loss, ref_gan.generator_loss)
     assert "extreme logits included" in capsys.readouterr().out
+    grading.check_gan_losses(None, ref_gan.generator_loss)  # one loss alone: the other is not called
+    assert capsys.readouterr().out.startswith("✓ generator_loss matches the definition")
+
+
+def test_each_gan_loss_is_checked_alone():
+    broken = lambda *logits: torch.tensor(float("nan"))  # noqa: E731
+    grading.check_gan_losses(ref_gan.discriminator_loss, None)
+    grading.check_gan_losses(None, ref_gan.generator_loss)
+    assert "discriminator_loss is nan" in fails(grading.check_gan_losses, broken, None)
+    assert "generator_loss is nan" in fails(grading.check_gan_losses, None, broken)
 
 
 @pytest.mark.parametrize("d_loss, g_loss, words", [
     (lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
-     ref_gan.generator_loss, ["logits of ±200", "underflows"]),
+     ref_gan.generator_loss, ["logits of ±40, ±200 and ±1000", "underflows"]),
+    (None, lambda f: -torch.log(torch.sigmoid(f)).mean(), ["generator_loss is inf", "underflows"]),
     (ref_gan.discriminator_loss, lambda f: F.logsigmoid(-f).mean(), ["saturating loss"]),
     (lambda r, f: -F.logsigmoid(r).sum() - F.logsigmoid(-f).sum(), ref_gan.generator_loss, ["sums over the batch"]),
     (lambda r, f: -F.logsigmoid(-r).mean() - F.logsigmoid(f).mean(), ref_gan.generator_loss, ["swapped"]),

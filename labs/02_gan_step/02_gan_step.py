@@ -21,24 +21,27 @@
 # You will write the two losses of a generative adversarial network (生成对抗网络) from the
 # discriminator's logits, then the training step that alternates between the two players, and train a
 # small GAN on eight Gaussians arranged in a ring: a good step finds (nearly) all eight modes, a broken one
-# collapses onto a few or none. Your losses are graded against their definitions on logits you do not
-# see, your step against the course's reference step, and your GAN on the modes it covers.
+# collapses onto a few or none. Then you write the measure that tells the two apart: how many modes a set
+# of samples covers. Your losses are graded against their definitions on logits you do not see, your step
+# against the course's reference step, and your mode count on sample sets you do not see.
 #
 # | part | you write | points |
 # |---|---|---|
 # | 1 | `discriminator_loss`, `generator_loss` (non-saturating) | 2 + 2 |
 # | 2 | `train_step`: one update of D, then one of G | 3 |
-# | 3 | train it: the modes of the ring it covers | 3 |
+# | 3 | `modes_covered`: count the modes a generator covers | 3 |
 # | 4 | a short written answer | 2 (graded by your teacher) |
 #
 # **How to work.** Write your code where it says `YOUR CODE HERE` (delete the `raise NotImplementedError()`).
 # The test cell under your code checks it and says what is wrong. The grader runs those tests and hidden
 # ones. Do not edit or delete the test cells (the grader puts the originals back), do not rename the
-# functions, and do not use `karpa_lab.models.gan`'s losses or `GANUpdate` in your code. Before you hand
+# functions, and do not use `karpa_lab.models.gan`'s losses or `GANUpdate`, nor the course's own mode counts
+# (`karpa_lab.metrics`, `RING.modes_covered`) in your code. Before you hand
 # it in: *Kernel → Restart Kernel and Run All Cells*. The whole notebook runs in well under a minute on a
 # laptop CPU.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
 import warnings
 
 import matplotlib.pyplot as plt
@@ -53,7 +56,8 @@ from karpa_lab.models.gan import gan_optimizers, mlp_gan_2d
 
 seed_everything(0)
 RING = GaussianMixture2D.ring(std=0.1)  # Part 3's data: eight Gaussians on a circle
-FORBIDDEN = ("GANUpdate", "binary_cross_entropy", "binary_cross_entropy_with_logits", "BCEWithLogitsLoss", "karpa_lab")
+FORBIDDEN = ("GANUpdate", "binary_cross_entropy", "binary_cross_entropy_with_logits", "BCEWithLogitsLoss", "karpa_lab",
+             "mode_coverage", "modes_covered", "assign")
 warnings.simplefilter("ignore")  # under nbgrader a warning on stderr would cost a test cell its points
 
 
@@ -94,15 +98,15 @@ def generator_loss(fake_logits):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_discriminator_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Both losses against their definitions, on random and on extreme logits (this cell grades L_D).
+# L_D against its definition, on random and on extreme logits.
 check_no_calls(discriminator_loss, FORBIDDEN, "write it with F.logsigmoid")
-check_gan_losses(discriminator_loss, generator_loss)
+check_gan_losses(discriminator_loss, None)
 # A discriminator that is sure and right pays almost nothing; sure and wrong pays a lot.
 sure = torch.tensor([30.0, 30.0])
 assert discriminator_loss(sure, -sure) < 1e-10 and discriminator_loss(-sure, sure) > 59
 ### BEGIN HIDDEN TESTS
 for seed in (1, 2):
-    check_gan_losses(discriminator_loss, generator_loss, batch=1, seed=seed)
+    check_gan_losses(discriminator_loss, None, batch=1, seed=seed)
 l_r, l_f = torch.randn(5), torch.randn(3)  # batches of different sizes, float32
 want = F.binary_cross_entropy_with_logits(l_r, torch.ones(5)) + F.binary_cross_entropy_with_logits(l_f, torch.zeros(3))
 assert torch.allclose(discriminator_loss(l_r, l_f), want, atol=1e-6), "float32, two batch sizes"
@@ -110,8 +114,10 @@ assert torch.isclose(discriminator_loss(torch.zeros(4), torch.zeros(4)), torch.t
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_generator_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# The non-saturating loss: large when D rejects the fakes (l_f very negative), with a gradient that does not vanish.
+# L_G against its definition, on random and on extreme logits; large when D rejects the fakes (l_f very
+# negative), with a gradient that does not vanish.
 check_no_calls(generator_loss, FORBIDDEN, "write it with F.logsigmoid")
+check_gan_losses(None, generator_loss)
 rejected = torch.tensor([-20.0, -20.0], requires_grad=True)
 loss = generator_loss(rejected)
 loss.backward()
@@ -119,6 +125,7 @@ print(f"L_G = {loss.item():.3f} where D rejects the fakes; dL_G/dl = {rejected.g
 assert abs(loss.item() - 20.0) < 1e-6, "-log σ(-20) = 20 (to 2e-9)"
 assert torch.allclose(rejected.grad, torch.tensor([-0.5, -0.5]), atol=1e-6), "the gradient -σ(-l)/B must not vanish"
 ### BEGIN HIDDEN TESTS
+check_gan_losses(None, generator_loss, batch=1, seed=3)
 l_f = torch.randn(6, dtype=torch.float64)
 assert torch.allclose(generator_loss(l_f), F.binary_cross_entropy_with_logits(l_f, torch.ones_like(l_f))), "float64"
 assert torch.isfinite(generator_loss(torch.tensor([-1000.0, 1000.0]))), "finite at ±1000"
@@ -173,13 +180,66 @@ check_gan_step(train_step, steps=2, batch=64, seed=8)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Part 3 · Train it on the ring
+# ## Part 3 · Counting the modes
 #
-# Eight Gaussians on a circle, and a GAN of two small MLPs (2-64-64-2 and 2-64-64-1). The cell below
-# trains it with the course's `fit`, calling your `train_step` once per step. A mode counts as covered
-# when at least 1 % of 2000 generated samples fall within three standard deviations of its centre.
+# Eight Gaussians on a circle (std 0.1, radius 2), and a GAN of two small MLPs (2-64-64-2 and 2-64-64-1).
+# A generator that collapses (模式崩溃) puts all its samples on a few of the modes; one that has not learned
+# yet puts them between the modes. A loss curve shows neither, so GANs on such data are judged by the modes
+# their samples cover. A mode counts as **covered** when at least 1 % of the samples lie within three
+# standard deviations of its centre (20 of 2000 samples, within a distance of 0.3). A sample far from every
+# centre covers nothing, however close it is to one centre compared with the others.
+#
+# **Task 3.** Write `modes_covered(samples, centers, std)` returning the number of covered modes (an
+# `int`), for samples (N, 2) and centres (K, 2). `torch.cdist` gives every sample's distance to every centre.
 
-# %% nbgrader={"grade": false, "grade_id": "train_on_ring", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["sandbox"]
+# %% nbgrader={"grade": false, "grade_id": "modes_covered", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def modes_covered(samples, centers, std):
+    """How many of the K centres (K, 2) have at least 1 % of the samples (N, 2) within 3 std of them."""
+    ### BEGIN SOLUTION
+    near = torch.cdist(samples.double(), centers.double()) <= 3 * std   # (N, K)
+    min_count = max(1, round(0.01 * samples.shape[0]))
+    return int((near.sum(dim=0) >= min_count).sum())
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_modes", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Sample sets whose coverage is known: the ring itself, a collapse onto 3 modes, samples between the modes,
+# and a mode that gets just under 1 % of the samples.
+check_no_calls(modes_covered, FORBIDDEN, "count the samples near each centre yourself")
+gen = torch.Generator().manual_seed(3)
+centers, std = RING.centers, RING.std
+between = torch.arange(2000) % 8 * (math.pi / 4) + math.pi / 8          # angles halfway between two modes
+cases = {
+    "2000 samples of the ring": (RING.sample(2000, generator=gen), 8),
+    "a collapse onto modes 0, 3 and 5": (centers[torch.tensor([0, 3, 5]).repeat(700)] + std * torch.randn(2100, 2, generator=gen), 3),
+    "2000 samples between the modes": (2 * torch.stack([between.cos(), between.sin()], 1) + 0.05 * torch.randn(2000, 2, generator=gen), 0),
+    "1981 samples on mode 0, 19 (< 1 %) on mode 1": (centers[torch.tensor([0] * 1981 + [1] * 19)] + std * torch.randn(2000, 2, generator=gen), 1),
+}
+for what, (samples, want) in cases.items():
+    got = modes_covered(samples, centers, std)
+    assert isinstance(got, int), f"modes_covered should return an int, got {type(got).__name__}"
+    assert got == want, (f"{what}: {got} modes covered, expected {want}" + (
+        ": a sample counts only within 3 std of a centre, not for its nearest centre" if got > want else ""))
+    print(f"✓ {what}: {got} modes")
+### BEGIN HIDDEN TESTS
+grid = GaussianMixture2D.grid(side=3, spacing=1.0, std=0.05)
+for seed, (n, modes) in enumerate([(500, [0, 4, 8]), (300, list(range(9))), (1000, [2])]):
+    g = torch.Generator().manual_seed(50 + seed)
+    x = grid.centers[torch.tensor(modes).repeat(n // len(modes) + 1)[:n]] + grid.std * torch.randn(n, 2, generator=g)
+    x = torch.cat([x, 4 * torch.rand(n // 4, 2, generator=g) - 2])  # a spray over the square
+    assert modes_covered(x, grid.centers, grid.std) == mode_coverage(grid, x)["modes"], f"grid, modes {modes}"
+edge = torch.tensor([[2.0 + 0.29, 0.0]] * 20 + [[2.0 + 0.31, 0.0]] * 1980)  # 20 of 2000 just inside 3 std of mode 0
+assert modes_covered(edge, centers, std) == 1, "exactly 1 % within 3 std covers the mode"
+assert modes_covered(edge[1:], centers, std) == 0, "19 of 1999 is under 1 %"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now train the GAN with your `train_step` and count: 400 steps of the course's `fit`, calling your step
+# once per step, then 2000 samples of the generator. The cell prints how many of the 8 modes they cover, by
+# your count and by the course's, and plots them over the data. Try `train_on_ring(0, steps=1500)`, or the
+# saturating loss, and look again.
+
+# %% nbgrader={"grade": false, "grade_id": "train_on_ring", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def train_on_ring(seed, steps=400, lr=2e-3):
     """Train a fresh 2D GAN with your train_step on the ring; return its generator's weights (a state_dict)."""
     seed_everything(seed)
@@ -191,7 +251,6 @@ def train_on_ring(seed, steps=400, lr=2e-3):
     return gan.generator.state_dict()
 
 
-# %%
 def generated(weights, seed):
     """2000 samples of a generator with these weights."""
     gan = mlp_gan_2d(hidden=64)
@@ -199,22 +258,10 @@ def generated(weights, seed):
     return gan.sample(2000, generator=torch.Generator().manual_seed(seed + 2))
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_modes", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-# 400 steps from seed 0: your GAN covers at least 6 of the 8 modes (the reference: 8 at seeds 0 and 1, 1 or 2 threads).
-samples = generated(train_on_ring(seed=0), seed=0)
-coverage = mode_coverage(RING, samples)
-print(f"modes covered: {coverage['modes']} of {coverage['of']}; samples near a mode: {coverage['quality']:.0%}")
-assert coverage["modes"] >= 6, "too few modes covered after 400 steps: check the losses and the step above first"
-### BEGIN HIDDEN TESTS
-samples_1 = generated(train_on_ring(seed=1), seed=1)
-assert mode_coverage(RING, samples_1)["modes"] >= 6, "seed 1"
-### END HIDDEN TESTS
-
-# %% [markdown]
-# What your generator learned, against the data (run the test cell above first). Try
-# `generated(train_on_ring(0, steps=1500), seed=0)`, or the saturating loss, and look again.
-
 # %%
+samples = generated(train_on_ring(seed=0), seed=0)
+print(f"your GAN covers {modes_covered(samples, RING.centers, RING.std)} of 8 modes after 400 steps "
+      f"(the course's count: {mode_coverage(RING, samples)['modes']})")
 real = RING.sample(2000, generator=torch.Generator().manual_seed(5))
 plt.figure(figsize=(4, 4))
 plt.scatter(*real.T, s=2, alpha=0.3, label="real")

@@ -19,16 +19,19 @@
 # # Lab 03 · Causal multi-head self-attention
 #
 # You will write scaled dot-product attention with a mask, the causal mask of a language model, and
-# multi-head self-attention on top of them: the layer at the heart of every GPT. Your code is graded
-# against PyTorch's `F.scaled_dot_product_attention` and `nn.MultiheadAttention` on shapes and masks you
-# do not see.
+# multi-head self-attention on top of them: the layer at the heart of every GPT, causal and with a padding
+# mask for batches of sequences of different lengths. Your values are graded against PyTorch's
+# `F.scaled_dot_product_attention` and `nn.MultiheadAttention` on shapes and masks you do not see, your
+# causal layer on what it does: changing a later token must not move an earlier output, and changing a pad
+# must not move any.
 #
 # | part | you write | points |
 # |---|---|---|
 # | 1 | `attention`: scaled dot-product attention with a mask | 3 + 1 |
 # | 2 | `causal_mask` | 1 |
-# | 3 | `causal_self_attention`: heads, projections, the causal mask | 3 + 2 |
-# | 4 | a short written answer | 2 (graded by your teacher) |
+# | 3 | `self_attention`: heads, projections, a mask | 3 |
+# | 4 | `causal_self_attention`: causal, with a padding mask | 2 + 2 |
+# | 5 | a short written answer | 2 (graded by your teacher) |
 #
 # **How to work.** Write your code where it says `YOUR CODE HERE` (delete the `raise NotImplementedError()`).
 # The test cell under your code checks it and says what is wrong: which shape, which of the usual mistakes
@@ -45,7 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karpa_lab.grading import check_attention, check_causal, check_close, check_no_calls, check_self_attention
+from karpa_lab.grading import (
+    check_attention,
+    check_causal,
+    check_close,
+    check_no_calls,
+    check_padding,
+    check_self_attention,
+)
 
 torch.manual_seed(0)
 FORBIDDEN = ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward", "karpa_lab")
@@ -158,7 +168,7 @@ for T in (1, 2, 7):
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Part 3 · Causal multi-head self-attention
+# ## Part 3 · Multi-head self-attention
 #
 # For a sequence x (B, T, D) with $h$ heads of size $d_h = D / h$, using the weights of
 # `nn.MultiheadAttention`: `in_proj_weight` (3D, D) stacks $W_q, W_k, W_v$ and `in_proj_bias` (3D,)
@@ -167,52 +177,109 @@ for T in (1, 2, 7):
 # $$[Q, K, V] = x W_{in}^\top + b_{in} \quad (B, T, 3D), \text{ split into three (B, T, D)},$$
 #
 # each split into heads: (B, T, D) → (B, T, h, $d_h$) → (B, h, T, $d_h$). Every head attends on its
-# own with the causal mask, giving (B, h, T, $d_h$); the heads are merged back to (B, T, D) and
-# projected: $\text{out} = O W_{out}^\top + b_{out}$ (B, T, D). That is multi-head attention (多头注意力).
+# own with the mask, giving (B, h, T, $d_h$); the heads are merged back to (B, T, D) and projected:
+# $\text{out} = O W_{out}^\top + b_{out}$ (B, T, D). That is multi-head attention (多头注意力).
 #
-# **Task 3.** Write `causal_self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight,
-# out_proj_bias)` returning (B, T, D), with your `attention` and `causal_mask`.
+# **Task 3.** Write `self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight,
+# out_proj_bias, mask=None)` returning (B, T, D), with your `attention`. The boolean `mask` (True where
+# query $i$ may attend to key $j$) is `None` or broadcasts against the scores (B, h, T, T): a (T, T)
+# pattern, or (B, 1, 1, T) for one row of keys per sequence.
 
-# %% nbgrader={"grade": false, "grade_id": "causal_self_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def causal_self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias):
-    """Multi-head self-attention of x (B, T, D) where position t sees positions 0..t -> (B, T, D)."""
+# %% nbgrader={"grade": false, "grade_id": "self_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, mask=None):
+    """Multi-head self-attention of x (B, T, D), each head attending where mask is True -> (B, T, D)."""
     ### BEGIN SOLUTION
     B, T, D = x.shape
     d_h = D // n_heads
     q, k, v = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1)
     q, k, v = (t.view(B, T, n_heads, d_h).transpose(1, 2) for t in (q, k, v))
-    out, _ = attention(q, k, v, causal_mask(T))
+    out, _ = attention(q, k, v, mask)
     out = out.transpose(1, 2).reshape(B, T, D)
     return out @ out_proj_weight.T + out_proj_bias
     ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_self_attention_values", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-# Your layer against nn.MultiheadAttention with a causal mask; it names the usual mistake you made.
-check_no_calls(causal_self_attention, FORBIDDEN, "build it from your attention and causal_mask")
-check_self_attention(causal_self_attention)
+# Your layer against nn.MultiheadAttention, without a mask and with one; it names the usual mistake you made.
+check_no_calls(self_attention, FORBIDDEN, "build it from your attention")
+check_self_attention(self_attention)
 ### BEGIN HIDDEN TESTS
 for seed, (B, T, D, h) in enumerate([(1, 1, 4, 1), (3, 7, 12, 4), (2, 9, 8, 8), (1, 4, 6, 3)]):
-    check_self_attention(causal_self_attention, batch=B, T=T, d_model=D, n_heads=h, seed=400 + seed)
+    check_self_attention(self_attention, batch=B, T=T, d_model=D, n_heads=h, seed=400 + seed)
 torch.manual_seed(4)
 mha = nn.MultiheadAttention(16, 4, batch_first=True)
 x = torch.randn(2, 10, 16)
+keep = torch.rand(2, 1, 1, 10) < 0.7
+keep[..., 0] = True
+weights = (mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias)
 with torch.no_grad():
-    want = mha(x, x, x, attn_mask=~torch.ones(10, 10, dtype=torch.bool).tril(), need_weights=False)[0]
-    got = causal_self_attention(x, 4, mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias)
-assert torch.allclose(got, want, atol=1e-5), "float32 against nn.MultiheadAttention"
+    want = mha(x, x, x, need_weights=False)[0]
+    got = self_attention(x, 4, *weights)
+    assert torch.allclose(got, want, atol=1e-5), "float32 against nn.MultiheadAttention"
+    want = mha(x, x, x, key_padding_mask=~keep[:, 0, 0], need_weights=False)[0]
+    got = self_attention(x, 4, *weights, keep)
+assert torch.allclose(got, want, atol=1e-5), "a (B, 1, 1, T) mask of keys against key_padding_mask"
 ### END HIDDEN TESTS
 
+# %% [markdown]
+# ## Part 4 · Causal, and padded
+#
+# A language model's layer is causal: position $t$ sees tokens $0..t$ only, so it may attend with
+# `causal_mask(T)`. A batch holds sequences of different lengths, made equal by **padding** (填充): here
+# the pads come first (left padding, as when a batch of prompts is continued), and `padding_mask` (B, T)
+# is True at real tokens, False at pads. No query may attend to a pad; with left padding the pads come
+# before the real tokens, so the causal mask alone does not hide them. Then every real token gets the output
+# it gets in its sequence without the pads. (A pad's own output is never used: every key it could see is
+# hidden, and it comes out as NaN.)
+#
+# **Task 4.** Write `causal_self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight,
+# out_proj_bias, padding_mask=None)` returning (B, T, D), with your `self_attention` and `causal_mask`. Both
+# masks hide keys: a key is visible where both are True.
+
+# %% nbgrader={"grade": false, "grade_id": "causal_self_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def causal_self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, padding_mask=None):
+    """Self-attention of x (B, T, D) where position t sees the real tokens among 0..t -> (B, T, D)."""
+    ### BEGIN SOLUTION
+    mask = causal_mask(x.shape[1])                      # (T, T)
+    if padding_mask is not None:
+        mask = mask & padding_mask[:, None, None, :]    # (B, 1, T, T): no query sees a pad
+    return self_attention(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, mask)
+    ### END SOLUTION
+
+
+# %% [markdown]
+# Try it: two sequences, the second with two pads; its real tokens get what they get alone.
+
+# %%
+mha = nn.MultiheadAttention(4, 2, batch_first=True)
+weights = (mha.in_proj_weight.detach(), mha.in_proj_bias.detach(), mha.out_proj.weight.detach(),
+           mha.out_proj.bias.detach())
+x = torch.randn(2, 5, 4)
+padding = torch.tensor([[True] * 5, [False, False, True, True, True]])
+out = causal_self_attention(x, 2, *weights, padding_mask=padding)
+print("padded batch, sequence 1:", out[1, 2:].detach())
+print("sequence 1 alone:        ", causal_self_attention(x[1:, 2:], 2, *weights)[0].detach())
+
 # %% nbgrader={"grade": true, "grade_id": "test_causality", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Changing the future must not change the past; changing the past must change the present.
+# Changing the future must not change the past, padded or not; changing the past must change the present.
+check_no_calls(causal_self_attention, FORBIDDEN, "build it from your self_attention and causal_mask")
 check_causal(causal_self_attention)
 ### BEGIN HIDDEN TESTS
 check_causal(causal_self_attention, batch=1, T=11, d_model=6, n_heads=3, seed=9)
 check_causal(causal_self_attention, batch=3, T=2, d_model=2, n_heads=1, seed=10)
+check_causal(causal_self_attention, batch=4, T=8, d_model=8, n_heads=2, seed=11)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_padding", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Changing a pad must not move a real token's output; each real token gets its output without the pads.
+check_padding(causal_self_attention)
+### BEGIN HIDDEN TESTS
+check_padding(causal_self_attention, batch=5, T=9, d_model=6, n_heads=3, seed=12)
+check_padding(causal_self_attention, batch=2, T=2, d_model=2, n_heads=1, seed=13)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Part 4 · Why $\sqrt{d_k}$ (written answer, 2 points)
+# ## Part 5 · Why $\sqrt{d_k}$ (written answer, 2 points)
 #
 # If the entries of a query and a key are independent with mean 0 and variance 1, what are the mean and
 # the variance of their dot product $q \cdot k$ for head size $d_k$? What happens to the softmax, and to its
