@@ -57,6 +57,12 @@ FORBIDDEN = {
     "05_conv_layer": {"torch": ("conv", "backward", "grad"),
                       "course": ("karpa_lab.models.conv:conv2d_loops", "karpa_lab.models.conv:conv2d_im2col",
                                  "karpa_lab.models.conv:conv2d_backward")},
+    "06_beam_search": {"torch": (), "course": ("karpa_lab.models.captioning:beam_search",
+                                               "karpa_lab.models.captioning:exhaustive_search")},
+    "08_distillation": {"torch": ("softmax", "cross_entropy", "kl_div", "nll_loss"),
+                        "course": ("karpa_lab.models.distill:softmax_t",
+                                   "karpa_lab.models.distill:soft_target_cross_entropy",
+                                   "karpa_lab.models.distill:distillation_loss")},
 }
 
 
