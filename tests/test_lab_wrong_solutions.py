@@ -1,4 +1,4 @@
-"""The tests of labs 02, 03 and 04 bite: a plausible wrong solution of each graded part loses that part's points.
+"""The tests of every lab from 02 on bite: a plausible wrong solution of each graded part loses that part's points.
 
 Each submission below is the worked solution with one answer cell rewritten the way a student might get it
 wrong; the grader (sandboxed, as `make autograde` runs it) must take away exactly the points of the tests
@@ -8,13 +8,10 @@ rule is behavioural, so every test whose call reaches it loses its points. One a
 
 from __future__ import annotations
 
-import json
-import shutil
+from pathlib import Path
 
 import pytest
-from test_labs import LABS, cells_by_id, points, solved, submit
-
-from karpa_lab.autograde import pipeline as driver
+from test_labs import LABS, grade_edits, points
 
 pytest.importorskip("nbgrader")
 pytestmark = [pytest.mark.slow,
@@ -104,30 +101,89 @@ NAS = {
 }
 
 
-def _variant(good: dict, cell: str, edits: list[tuple[str, str]]) -> dict:
-    """The worked solution with ``edits`` (old, new) made in its answer cell ``cell``."""
-    nb = json.loads(json.dumps(good))
-    source = cells_by_id(nb)[cell]["source"]
-    for old, new in edits:
-        assert source.count(old) == 1, (cell, old)  # the worked solution still reads as this test expects
-        source = source.replace(old, new)
-    cells_by_id(nb)[cell]["source"] = source
-    return nb
+CONV_KERNEL = ('weight[:, :, u, v])\n    return', 'weight.flip(2, 3)[:, :, u, v])\n    return')
+CONV = {
+    "flipped_kernel": (  # the textbook convolution flips the kernel; F.conv2d (a cross-correlation) does not
+        "conv2d_forward", [CONV_KERNEL], ["test_forward_values"], "conv2d_forward does not match F.conv2d"),
+    "no_padding": (  # right for padding 0, the wrong size otherwise
+        "conv2d_forward", [("xp = F.pad(x, (pw, pw, ph, ph))\n    h_out", "xp = x\n    h_out")],
+        ["test_forward_shapes", "test_forward_values"], "stride=2, padding=1: the output is"),
+    "flipped_grad_x": (  # half-remembering that "the gradient is a convolution with the flipped kernel"
+        "conv2d_backward", [('torch.einsum("bohw,oc->bchw", grad_out, weight[:, :, u, v])',
+                             'torch.einsum("bohw,oc->bchw", grad_out, weight.flip(2, 3)[:, :, u, v])')],
+        ["test_grad_input"], "grad_x does not match autograd"),
+    "stride_blind_weight": (  # dL/dweight read from stride-1 windows whatever the stride
+        "conv2d_backward", [("grad_out, xp[:, :, rows, cols])", "grad_out, xp[:, :, u:u + h_out, v:v + w_out])")],
+        ["test_grad_weight"], "grad_weight does not match autograd"),
+    "mean_bias": (
+        "conv2d_backward", [("grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")],
+        ["test_grad_bias"], "grad_bias does not match autograd"),
+    "alias_conv": (  # the library's convolution by a computed name
+        "conv2d_forward", [("### BEGIN SOLUTION", "return getattr(F, 'conv' + '2d')(x, weight, bias, stride, "
+                                                  "padding)\n    ### BEGIN SOLUTION")],
+        ["test_forward_shapes", "test_forward_values"], "called conv2d, which this lab asks you to write yourself"),
+    "switched_off": (  # the same, with torch function modes (the grader's watch among them) switched off
+        "conv2d_forward", [("### BEGIN SOLUTION", "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
+                            "        return getattr(F, 'conv' + '2d')(x, weight, bias, stride, padding)\n"
+                            "    ### BEGIN SOLUTION")],
+        ["test_forward_shapes", "test_forward_values"],
+        "torch._C.DisableTorchFunction (switched off the grader's watch)"),
+    "autograd": (  # the gradients from autograd through the student's own forward pass, names hidden
+        "conv2d_backward", [("### BEGIN SOLUTION",
+                             "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
+                             "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
+                             "    y = conv2d_forward(x, weight, b, stride, padding)\n"
+                             "    getattr(y, 'back' + 'ward')(grad_out)\n"
+                             "    return tuple(getattr(t, 'gr' + 'ad') for t in (x, weight, b))\n"
+                             "    ### BEGIN SOLUTION")],
+        ["test_grad_input", "test_grad_weight", "test_grad_bias"], "the notebook's functions called backward"),
+}
+
+BEAM_KEEP = "kept = sorted(candidates, key=lambda item: -item[1])[:beam]"
+BEAM = {
+    "last_step_sort": (  # candidates ranked by the last word's log-probability, not the whole sequence's
+        "beam_search", [(BEAM_KEEP, "kept = sorted(candidates, key=lambda item: -float(logp[t, item[0][-2] if "
+                                    "len(item[0]) > 1 else EOS, item[0][-1]]))[:beam]")],
+        ["test_beam_reference"], "a hidden test failed"),
+    "no_finishing": (  # no length bookkeeping: a sequence that emitted EOS stays live and keeps growing
+        "beam_search", [("finished += [c for c in kept if c[0][-1] == EOS]\n"
+                         "        live = [c for c in kept if c[0][-1] != EOS]", "live = kept")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam as wide as the space: sequence 0"),
+    "drops_full_length": (  # the sequences that reach the last step never counted as finished
+        "beam_search", [("return sorted(finished + live,", "return sorted(finished,")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "sequences returned, expected"),
+    "sums_probabilities": (  # probabilities added up instead of log-probabilities
+        "sequence_logprob", [("score += float(logp[t, last, token])", "score += float(logp[t, last, token].exp())")],
+        ["test_logprob"], "sequence_logprob(logp, [0]) ="),
+}
+
+KD_SOFT = "return alpha * T**2 * soft_cross_entropy(student_logits, teacher_logits, T) + (1 - alpha) * hard"
+DISTILL = {
+    "no_max_shift": (  # exp of the raw logits: NaN (inf / inf) for logits near 1000
+        "softmax_t", [("e = torch.exp(z - z.max(dim=-1, keepdim=True).values)", "e = torch.exp(z)")],
+        ["test_softmax"], "NaN"),
+    "hard_teacher": (  # the teacher's targets at T = 1 while the student is softened: so is the loss built on it
+        "soft_cross_entropy", [("p = softmax_t(teacher_logits.detach(), T)",
+                                "p = softmax_t(teacher_logits.detach(), 1.0)")],
+        ["test_soft_ce", "test_kd_loss", "test_kd_gradient"], "soft_cross_entropy at T = 3.0 is off by"),
+    "no_t_squared": (
+        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("alpha * T**2 *", "alpha *"))],
+        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
+    "t_not_squared": (
+        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("T**2", "T"))],
+        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
+    "alias_softmax": (  # the library's softmax by a computed name: every part calls softmax_t
+        "softmax_t", [("### BEGIN SOLUTION", "return getattr(torch, 'soft' + 'max')(logits / T, dim=-1)\n"
+                                             "    ### BEGIN SOLUTION")],
+        ["test_softmax", "test_soft_ce", "test_kd_loss", "test_kd_gradient"],
+        "the notebook's functions called softmax"),
+}
 
 
-def grade_variants(tmp_path, lab: str, variants: dict) -> None:
-    labs = tmp_path / "labs"
-    labs.mkdir()
-    shutil.copy(LABS / "nbgrader_config.py", labs)
-    shutil.copytree(LABS / lab, labs / lab)
-    (folder,) = driver.release(tmp_path / "release", labs, [lab])
-    good = solved(folder / f"{lab}.ipynb", lab)
-    subs = tmp_path / "submitted"
-    submit(subs, "ada", lab, good)
-    for student, (cell, edits, _, _) in variants.items():
-        submit(subs, student, lab, _variant(good, cell, edits))
-    course = tmp_path / "course"
-    results = {r.student: r for r in driver.autograde(subs, course, labs, timeout=60)}
+def grade_variants(tmp_path, lab: str, variants: dict) -> Path:
+    """Grade the variants in one run; assert each score and report line. Returns the course folder."""
+    results, course = grade_edits(tmp_path, lab, {s: (cell, edits) for s, (cell, edits, _, _) in variants.items()},
+                                  timeout=60)
     report = (course / "report.txt").read_text(encoding="utf-8")
     print(report)
     pts = points(LABS / lab / f"{lab}.ipynb")
@@ -140,6 +196,7 @@ def grade_variants(tmp_path, lab: str, variants: dict) -> None:
         for test in lost:
             assert f"{test}: " in problems, (student, test, report)
         assert why in problems, (student, why, report)
+    return course
 
 
 def test_lab02_wrong_solutions_lose_their_part(tmp_path, sandbox):
@@ -152,3 +209,18 @@ def test_lab03_wrong_solutions_lose_their_part(tmp_path, sandbox):
 
 def test_lab04_wrong_solutions_lose_their_part(tmp_path, sandbox):
     grade_variants(tmp_path, "04_nas_evolution", NAS)
+
+
+def test_lab05_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    course = grade_variants(tmp_path, "05_conv_layer", CONV)
+    for student, hint in [("flipped_kernel", "the kernel is flipped"), ("mean_bias", "the bias gradient is a mean")]:
+        graded = course / "autograded" / student / "05_conv_layer" / "05_conv_layer.ipynb"
+        assert hint in graded.read_text(encoding="utf-8"), f"{student}'s feedback names the mistake"
+
+
+def test_lab06_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "06_beam_search", BEAM)
+
+
+def test_lab08_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "08_distillation", DISTILL)

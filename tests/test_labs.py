@@ -97,25 +97,28 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def grade_edits(tmp_path: Path, lab: str, edits: dict[str, tuple[str, str, str]]) -> dict:
-    """Autograde the honest solution (as "honest") and one submission per edit, in one run.
-
-    ``edits`` maps a student to (the answer cell it edits, the text replaced there, its replacement)."""
+def grade_edits(tmp_path: Path, lab: str, edits: dict[str, tuple[str, list[tuple[str, str]]]],
+                timeout: float | None = None) -> tuple[dict, Path]:
+    """Autograde the worked solution (as "ada") and, in the same run, one submission per student of ``edits``:
+    the solution with (old, new) replacements made in one answer cell. Returns the results and the course."""
     labs = tmp_path / "labs"
     labs.mkdir()
     shutil.copy(LABS / "nbgrader_config.py", labs)
     shutil.copytree(LABS / lab, labs / lab)
     (folder,) = driver.release(tmp_path / "release", labs, [lab])
     good = solved(folder / f"{lab}.ipynb", lab)
-    subs = tmp_path / "submissions"
-    submit(subs, "honest", lab, good)
-    for student, (cell, old, new) in edits.items():
+    subs = tmp_path / "submitted"
+    submit(subs, "ada", lab, good)
+    for student, (cell, replacements) in edits.items():
         nb = json.loads(json.dumps(good))
         source = cells_by_id(nb)[cell]["source"]
-        assert source.count(old) == 1, f"{student}: the edit must change the solution once"
-        cells_by_id(nb)[cell]["source"] = source.replace(old, new)
+        for old, new in replacements:
+            assert source.count(old) == 1, (student, cell, old)  # the worked solution still reads as expected
+            source = source.replace(old, new)
+        cells_by_id(nb)[cell]["source"] = source
         submit(subs, student, lab, nb)
-    return {r.student: r for r in driver.autograde(subs, tmp_path / "course", labs)}
+    course = tmp_path / "course"
+    return {r.student: r for r in driver.autograde(subs, course, labs, timeout=timeout)}, course
 
 
 def read_grades(course: Path) -> list[dict]:
