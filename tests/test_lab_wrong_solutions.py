@@ -179,6 +179,30 @@ DISTILL = {
         "the notebook's functions called softmax"),
 }
 
+GRAM = "return torch.einsum(\"bim,bjm->bij\", flat, flat) / flat.shape[2]"
+STYLE = "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()"
+GRAM_STYLE = {
+    "unnormalised": (  # F F^T without 1/M: the style of a texture then depends on its size
+        "gram_matrix", [(GRAM, GRAM.replace(" / flat.shape[2]", ""))],
+        ["test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"], "gram_matrix is off by"),
+    "transposed": (  # F^T F: a matrix over positions, (B, M, M)
+        "gram_matrix", [(GRAM, GRAM.replace("bim,bjm->bij", "bim,bin->bmn").replace("flat.shape[2]", "flat.shape[1]"))],
+        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
+        "the Gram matrix is (B, C, C)"),
+    "absolute": (  # the squared distance without dividing by the target's size
+        "style_loss", [(STYLE, STYLE.replace(" / gt.pow(2).sum()", ""))], ["test_style_loss"],
+        "style_loss, two layers"),
+    "last_layer_only": (  # one layer's loss returned instead of the sum over layers
+        "style_loss", [(STYLE, STYLE.replace("total = total + ", "total = "))], ["test_style_loss"],
+        "style_loss, two layers"),
+    "alias_gram": (  # the course's own Gram matrix by a computed name
+        "gram_matrix", [("### BEGIN SOLUTION", "import importlib\n    texture = importlib.import_module("
+                         "'karpa_lab.models.' + 'texture')\n    return getattr(texture, 'gram_' + 'matrix')(features)\n"
+                         "    ### BEGIN SOLUTION")],
+        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
+        "karpa_lab.models.texture.gram_matrix, which this lab asks"),
+}
+
 
 def grade_variants(tmp_path, lab: str, variants: dict) -> Path:
     """Grade the variants in one run; assert each score and report line. Returns the course folder."""
@@ -224,3 +248,7 @@ def test_lab06_wrong_solutions_lose_their_part(tmp_path, sandbox):
 
 def test_lab08_wrong_solutions_lose_their_part(tmp_path, sandbox):
     grade_variants(tmp_path, "08_distillation", DISTILL)
+
+
+def test_lab09_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "09_gram_style", GRAM_STYLE)

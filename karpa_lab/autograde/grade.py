@@ -63,6 +63,9 @@ FORBIDDEN = {
                         "course": ("karpa_lab.models.distill:softmax_t",
                                    "karpa_lab.models.distill:soft_target_cross_entropy",
                                    "karpa_lab.models.distill:distillation_loss")},
+    "09_gram_style": {"torch": (), "course": ("karpa_lab.models.texture:gram_matrix",
+                                              "karpa_lab.models.texture:grams",
+                                              "karpa_lab.models.texture:texture_loss")},
 }
 
 
