@@ -179,6 +179,26 @@ DISTILL = {
         "the notebook's functions called softmax"),
 }
 
+LOSS = "return -(advantage * logp).mean()"
+POLICY = {
+    "not_reversed": (  # the recursion run forwards: each step gets what came before it (on the corridor, whose
+        # only reward is the last step's, the policy still learns: Part 1's tests are the ones that catch it)
+        "returns_to_go", [("for t in range(len(rewards) - 1, -1, -1):", "for t in range(len(rewards)):")],
+        ["test_returns_values", "test_returns_reset"], "returns_to_go, gamma 0.5 is off by"),
+    "no_reset": (  # the discount never reset: one episode's return takes in the next one's rewards
+        "returns_to_go", [("running = rewards[t] + gamma * running * (0.0 if dones[t] else 1.0)",
+                           "running = rewards[t] + gamma * running")],
+        ["test_returns_reset"], "returns_to_go over two episodes is off by"),
+    "baseline_after_product": (  # the baseline subtracted from the loss instead of from each return
+        "reinforce_loss", [(LOSS, "return -(returns.detach() * logp).mean() + baseline.mean()")],
+        ["test_loss_values", "test_loss_gradient"], "reinforce_loss is off by"),
+    "alias_course_returns": (  # the course's own returns by a computed name
+        "returns_to_go", [("### BEGIN SOLUTION", "import importlib\n    rl = importlib.import_module('karpa_lab.' + "
+                           "'rl')\n    return getattr(rl, 'discounted_' + 'returns')(rewards, dones, gamma)\n"
+                           "    ### BEGIN SOLUTION")],
+        ["test_returns_values", "test_returns_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
+}
+
 GRAM = "return torch.einsum(\"bim,bjm->bij\", flat, flat) / flat.shape[2]"
 STYLE = "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()"
 GRAM_STYLE = {
@@ -252,3 +272,7 @@ def test_lab08_wrong_solutions_lose_their_part(tmp_path, sandbox):
 
 def test_lab09_wrong_solutions_lose_their_part(tmp_path, sandbox):
     grade_variants(tmp_path, "09_gram_style", GRAM_STYLE)
+
+
+def test_lab07_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "07_policy_gradient", POLICY)

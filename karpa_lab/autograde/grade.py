@@ -59,6 +59,8 @@ FORBIDDEN = {
                                  "karpa_lab.models.conv:conv2d_backward")},
     "06_beam_search": {"torch": (), "course": ("karpa_lab.models.captioning:beam_search",
                                                "karpa_lab.models.captioning:exhaustive_search")},
+    "07_policy_gradient": {"torch": (), "course": ("karpa_lab.rl:discounted_returns",
+                                                   "karpa_lab.rl:policy_gradient_loss")},
     "08_distillation": {"torch": ("softmax", "cross_entropy", "kl_div", "nll_loss"),
                         "course": ("karpa_lab.models.distill:softmax_t",
                                    "karpa_lab.models.distill:soft_target_cross_entropy",
