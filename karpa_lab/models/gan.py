@@ -285,24 +285,35 @@ class GANUpdate:
         if self.noise is not None and state["noise"] is not None:
             self.noise.set_state(state["noise"])
 
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        """L_D from D's outputs on a real and a fake batch (a subclass overrides it for another GAN loss)."""
+        return discriminator_loss(real_out, fake_out)
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        """L_G from D's outputs on fakes (a subclass overrides it for another GAN loss)."""
+        return generator_loss(fake_out, self.loss)
+
+    def d_readout(self, out: torch.Tensor) -> torch.Tensor:
+        """What D's output says about each sample: here sigma(logit), its probability of being real."""
+        return torch.sigmoid(out)
+
     def d_step(self, gan: GAN, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One discriminator update: minimise L_D on ``real`` and a fresh batch of fakes of the same size."""
         with torch.no_grad():
             fake = gan.generator(gan.noise(real.shape[0], self.noise))
-        real_logits, fake_logits = gan.discriminator(real), gan.discriminator(fake)
-        loss = discriminator_loss(real_logits, fake_logits)
+        real_out, fake_out = gan.discriminator(real), gan.discriminator(fake)
+        loss = self.d_loss(real_out, fake_out)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return {"loss": loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
-                "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+        return {"loss": loss.detach(), "d_real": self.d_readout(real_out.detach()).mean(),
+                "d_fake": self.d_readout(fake_out.detach()).mean()}
 
     def g_step(self, gan: GAN, n: int) -> dict[str, torch.Tensor]:
         """One generator update on ``n`` fresh fakes; gradients flow through D but D is not changed."""
         gan.discriminator.requires_grad_(False)
         try:
-            fake_logits = gan.discriminator(gan.generator(gan.noise(n, self.noise)))
-            loss = generator_loss(fake_logits, self.loss)
+            loss = self.g_loss(gan.discriminator(gan.generator(gan.noise(n, self.noise))))
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()

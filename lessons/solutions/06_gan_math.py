@@ -256,8 +256,8 @@ assert max(abs(mv - f) for f, _, mv in rows) > 1e-3  # the cancellation is not t
 # the discriminator's raw output. Write a subclass of `GANUpdate` that uses them and count the ring's modes
 # after 2500 steps.*
 #
-# `GANUpdate` does its work in `d_step` and `g_step`; the subclass overrides both with the least-squares
-# losses and keeps everything else (the detached fakes, the frozen $D$ during the generator's step, the
+# `GANUpdate` takes its losses from its methods `d_loss` and `g_loss`; the subclass overrides them with the
+# least-squares losses (and `d_readout`, since D's output is no longer a logit) and keeps everything else (the detached fakes, the frozen $D$ during the generator's step, the
 # noise stream). Each loss is half of PyTorch's `F.mse_loss` against the targets 1 and 0, which is checked
 # first. The least-squares loss does not saturate either: its gradient on a fake's output, $l_f - 1$, grows
 # the further $D$ pushes the fake away. **Prediction:** on the ring it covers all 8 modes, like the
@@ -275,26 +275,14 @@ def ls_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:
 class LSGANUpdate(GANUpdate):
     """GANUpdate with the least-squares losses of Mao et al. (2017) on D's raw output."""
 
-    def d_step(self, gan, real):
-        with torch.no_grad():
-            fake = gan.generator(gan.noise(real.shape[0], self.noise))
-        real_out, fake_out = gan.discriminator(real), gan.discriminator(fake)
-        loss = ls_discriminator_loss(real_out, fake_out)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        return {"loss": loss.detach(), "d_real": real_out.detach().mean(), "d_fake": fake_out.detach().mean()}
+    def d_loss(self, real_out, fake_out):
+        return ls_discriminator_loss(real_out, fake_out)
 
-    def g_step(self, gan, n):
-        gan.discriminator.requires_grad_(False)
-        try:
-            loss = ls_generator_loss(gan.discriminator(gan.generator(gan.noise(n, self.noise))))
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
-        finally:
-            gan.discriminator.requires_grad_(True)
-        return {"g_loss": loss.detach()}
+    def g_loss(self, fake_out):
+        return ls_generator_loss(fake_out)
+
+    def d_readout(self, out):
+        return out  # D's raw score, aimed at 1 on real data and 0 on fakes: not a logit
 
 
 a, b = torch.randn(64, dtype=torch.float64), torch.randn(64, dtype=torch.float64)

@@ -209,16 +209,8 @@ def smoothed_discriminator_loss(real_logits, fake_logits, real_target: float = 0
 class SmoothedGANUpdate(GANUpdate):
     """GANUpdate whose discriminator aims at 0.9 on real data (one-sided label smoothing)."""
 
-    def d_step(self, gan, real):
-        with torch.no_grad():
-            fake = gan.generator(gan.noise(real.shape[0], self.noise))
-        real_logits, fake_logits = gan.discriminator(real), gan.discriminator(fake)
-        loss = smoothed_discriminator_loss(real_logits, fake_logits)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        return {"loss": loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
-                "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+    def d_loss(self, real_logits, fake_logits):
+        return smoothed_discriminator_loss(real_logits, fake_logits)
 
 
 lr, lf = 3 * torch.randn(64, dtype=torch.float64), 3 * torch.randn(64, dtype=torch.float64)
