@@ -205,7 +205,13 @@ def test_solution_gets_full_marks_and_the_release_zero(lab, tmp_path, sandbox):
     subs = tmp_path / "submissions"
     submit(subs, "ada", lab, solved(folder / f"{lab}.ipynb", lab))
     submit(subs, "bob", lab, load(folder / f"{lab}.ipynb"))
+    kept = dict(zip(driver.EXCHANGE_FILES, ("2026-12-01 10:00:00.000000 UTC", "5e" * 64)))
+    for name, text in kept.items():  # as `nbgrader collect` leaves them beside the notebook
+        (subs / "ada" / lab / name).write_text(text, encoding="utf-8")
     results = {r.student: r for r in driver.autograde(subs, tmp_path / "course", labs)}  # nbgrader_config's timeout
+    graded = tmp_path / "course" / "autograded" / "ada" / lab
+    for name, text in kept.items():  # release_feedback pairs the feedback with the submission by its secret
+        assert (graded / name).read_text(encoding="utf-8") == text, name
     full = sum(points(LABS / lab / f"{lab}.ipynb").values())
     assert results["ada"].score == full and results["ada"].max_auto == full, results["ada"]
     assert results["ada"].problems == [] and results["ada"].needs_manual, results["ada"]

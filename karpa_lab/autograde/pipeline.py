@@ -53,6 +53,9 @@ from karpa_lab.autograde.sandbox import sandbox_problem
 LABS = Path(__file__).resolve().parents[2] / "labs"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 _REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+# What nbgrader's exchange puts beside a collected notebook: the submission time, and the secret that
+# `release_feedback` and the student's `fetch_feedback` use to find each other's feedback.
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")
 _COPY_IGNORE = shutil.ignore_patterns("*.py", ".ipynb_checkpoints", "__pycache__")
 
 
@@ -304,8 +307,9 @@ def grade_in_isolation(student: str, lab: str, folder: Path, template: Path, exe
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     (dest / f"{lab}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
-    if (folder / "timestamp.txt").exists():
-        shutil.copy(folder / "timestamp.txt", dest / "timestamp.txt")
+    for kept in EXCHANGE_FILES:
+        if (folder / kept).exists():
+            shutil.copy(folder / kept, dest / kept)
     result.problems += _notebook_problems(dest / f"{lab}.ipynb", limits.timeout)
     return result
 
