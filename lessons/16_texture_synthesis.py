@@ -24,7 +24,9 @@
 # that keeps a photo's own features, and you get style transfer (风格迁移). They used VGG, a network trained
 # on ImageNet. Its weights are a download, and links to them die; Ustyuzhaninov, Brendel, Gatys and Bethge
 # (2016) found that one layer of *random* filters at several sizes synthesises textures well too. So this
-# lesson trains nothing and downloads nothing.
+# lesson trains nothing and downloads nothing. If you have VGG-19's weights as a file of your own, the lesson
+# at full scale also synthesises with it and puts the two networks side by side (section 4); the file is
+# checked by its checksum and never fetched.
 #
 # By the end you can: write the Gram matrix with its shapes and check it and its gradient against loops,
 # `einsum` and autograd; build the random multi-scale network; synthesise textures by optimising the
@@ -32,12 +34,13 @@
 # power-spectrum control; and trade content against style with one weight.
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
 import torch
 
-from karpa_lab import by_scale, get_device, seed_everything
+from karpa_lab import by_scale, get_device, scale, seed_everything
 from karpa_lab.data import TEXTURES, load_photo, load_texture
 from karpa_lab.models.texture import (
     RandomFilterNet,
@@ -50,6 +53,7 @@ from karpa_lab.models.texture import (
     texture_distance,
     texture_loss,
 )
+from karpa_lab.models.vgg import VGG19_ENV, VGG19_SHA256_ENV, load_vgg19, vgg19_weights_path
 from karpa_lab.widgets.style_weight import style_results, style_widget
 
 seed_everything(0)
@@ -189,9 +193,15 @@ pointwise_targets = grams(pointwise, textures)
 controls["1x1 network"], _ = synthesize(lambda x: texture_loss(grams(pointwise, x), pointwise_targets), noise,
                                         steps=STEPS, lr=0.03, device=device)
 candidates = {"synthesized": synthesized, **controls}
-distance = {name: torch.tensor([[texture_distance(judge, images[i:i + 1].to(device), textures[j:j + 1])
-                                 for j in range(len(TEXTURES))] for i in range(len(TEXTURES))])
-            for name, images in candidates.items()}
+
+
+def judge_distances(images: torch.Tensor) -> torch.Tensor:
+    """The judge's texture distance from each image (rows) to each texture (columns): (3, 3)."""
+    return torch.tensor([[texture_distance(judge, images[i:i + 1].to(device), textures[j:j + 1])
+                          for j in range(len(TEXTURES))] for i in range(len(images))])
+
+
+distance = {name: judge_distances(images) for name, images in candidates.items()}
 print("judge's distance from each synthesized image (rows) to each texture (columns):")
 print(f"{'':>10}" + "".join(f"{t:>10}" for t in TEXTURES))
 for i, name in enumerate(TEXTURES):
@@ -252,6 +262,58 @@ for i, name in enumerate(TEXTURES):
     axes[i, 0].set_ylabel(name)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# **A trained network on the same judge.** Gatys et al. took their Gram matrices from VGG-19, trained on
+# ImageNet. `karpa_lab.models.vgg` writes out its 16 convolutions and returns the feature maps after the
+# first ReLU of each of its five blocks (relu1_1 to relu5_1, their layers), having normalised the image by
+# ImageNet's mean and standard deviation (a grey image goes into all three colour channels). It returns them
+# as a list, like `RandomFilterNet`, so `grams`, `texture_loss` and `synthesize` take it unchanged.
+#
+# The weights are not part of the course: they are your own file, for instance torchvision's
+# `vgg19-dcbb9e9d.pth` (about 550 MB). `load_vgg19` reads it from your disk only, checks its SHA-256 before
+# opening it (against `dcbb9e9d`, the start of the digest in that file's name, or the digest you give in
+# `KARPA_VGG19_SHA256`), refuses a file with other keys or shapes, and never downloads anything. With
+# `KARPA_SCALE=full` and `KARPA_VGG19=/path/to/vgg19-dcbb9e9d.pth`, the next cell synthesises the same three
+# textures from the same noise with the same steps on VGG-19, and prints the judge's distances beside the
+# random network's; otherwise it prints how to switch it on. Which network the judge prefers is whatever the
+# cell prints. Keep in mind that the judge is itself one layer of random filters, closer in kind to the
+# random network than to VGG-19: it is one view of the two, not the last word.
+
+# %%
+vgg_file = vgg19_weights_path()
+if scale() != "full" or vgg_file is None:
+    why = f"{VGG19_ENV} is set, but is used at full scale only" if vgg_file else f"{VGG19_ENV} is not set"
+    print(f"VGG-19 comparison off ({why}): set KARPA_SCALE=full and {VGG19_ENV}=/path/to/vgg19-dcbb9e9d.pth, "
+          "your own copy of torchvision's weights (checked by SHA-256, never downloaded)")
+else:
+    vgg = load_vgg19(vgg_file, sha256=os.environ.get(VGG19_SHA256_ENV)).to(device)
+    vgg_targets = grams(vgg, textures)
+    start = time.perf_counter()
+    vgg_images, vgg_history = synthesize(lambda x: texture_loss(grams(vgg, x), vgg_targets), noise, steps=STEPS,
+                                         lr=0.03, device=device)
+    distance["VGG-19"] = judge_distances(vgg_images)
+    print(f"VGG-19 from {vgg_file}: {STEPS} Adam steps in {time.perf_counter() - start:.1f} s, its texture loss "
+          f"{vgg_history.train_loss[0]:.2f} -> {vgg_history.train_loss[-1]:.4f}")
+    print(f"judge's distance to its own target:\n{'':>7}{'random network':>16}{'VGG-19':>10}{'spectrum':>10}"
+          f"{'noise':>10}")
+    for i, name in enumerate(TEXTURES):
+        print(f"{name:>7}" + "".join(f"{float(distance[k][i, i]):>{w}.4f}" for k, w in
+                                     (("synthesized", 16), ("VGG-19", 10), ("spectrum control", 10), ("noise", 10))))
+    vgg_wins = sum(float(distance["VGG-19"][i, i]) < float(distance["synthesized"][i, i]) for i in range(len(TEXTURES)))
+    vgg_ratio = own_vs_others(distance["VGG-19"])
+    print(f"VGG-19 is closer than the random network on {vgg_wins} of {len(TEXTURES)} textures, on this judge; "
+          f"own / nearest other texture {[round(float(r), 3) for r in vgg_ratio]}")
+    assert float(vgg_ratio.max()) < 1, "each VGG-19 synthesis should be closest to its own texture"
+    assert bool((distance["VGG-19"].diag() < 0.1 * distance["noise"].diag()).all()), "and far closer than noise"
+    fig, axes = plt.subplots(1, 3 * len(TEXTURES), figsize=(1.6 * 3 * len(TEXTURES), 2), dpi=72)
+    for i, name in enumerate(TEXTURES):
+        for j, (label, images) in enumerate((("target", textures), ("random", synthesized), ("VGG-19", vgg_images))):
+            axes[3 * i + j].imshow(images[i, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+            axes[3 * i + j].set_title(f"{name}: {label}", fontsize=8)
+            axes[3 * i + j].set_axis_off()
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## 5. Style transfer: content plus style
@@ -361,11 +423,13 @@ print(f"lesson time: {time.perf_counter() - start_lesson:.1f} s")
 # - Judged by a second random network it never saw, each synthesis is closest to its own texture and far
 #   closer than noise or its own shuffled pixels; a 1x1 network fails that test. The spectrum control is a
 #   strong baseline: the printed verdict says where the network beats it.
+# - With VGG-19's weights as your own file (checked by SHA-256, never downloaded), at full scale the same
+#   code synthesises on a trained network, and the same judge prints its distances beside the random one's.
 # - Style transfer adds a content loss on the feature maps; one weight trades content for style. A pixel
 #   blend of photo and texture, the minimum of a pixel-space objective, is a double exposure instead.
 #
-# **Next:** the losses take any network's feature maps: fed those of a trained network, the same code is
-# Gatys' method, and the judge of section 4 can compare the two.
+# **Next:** the losses take any network's feature maps. With VGG-19 loaded, `StyleTransferLoss(vgg, ...)` is
+# Gatys' style transfer on the same code (its content scales index VGG-19's five layers: `(3,)` is relu4_1).
 #
 # | English | 中文 | one line |
 # |---|---|---|
@@ -376,3 +440,4 @@ print(f"lesson time: {time.perf_counter() - start_lesson:.1f} s")
 # | content loss | 内容损失 | the distance between two images' feature maps, position by position |
 # | power spectrum | 功率谱 | the squared magnitude of the Fourier transform: second-order statistics |
 # | random features | 随机特征 | features from untrained, randomly drawn weights |
+# | pretrained network | 预训练网络 | a network whose weights were trained on another task (VGG-19 on ImageNet) |

@@ -22,6 +22,8 @@ back through the ReLU and the convolution to the pixels (:func:`gram_loss_gradie
 **The network** (Ustyuzhaninov, Brendel, Gatys & Bethge 2016, "Texture synthesis using shallow convolutional
 networks with random filters"): one convolution layer of random filters of several sizes and a ReLU. Those
 authors found it synthesises natural textures about as well as a trained VGG, so the course needs no weights.
+If you have VGG-19's trained weights as a file, :mod:`karpa_lab.models.vgg` loads them (checked by SHA-256,
+never downloaded) into a network that every function here takes in place of this one.
 
 **Synthesis** optimises the pixels: :func:`synthesize` hands a module whose only parameter is the image to
 ``karpa_lab.fit`` (the one optimisation loop), with the loss as its ``step_fn``.
