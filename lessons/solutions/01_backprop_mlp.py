@@ -29,11 +29,11 @@ import random
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from karpa_lab import accuracy, evaluate, fit, seed_everything, warmup_cosine
 from karpa_lab.data import digits_loaders, load_digits_splits
+from karpa_lab.gradient_check import gradient_check
 from karpa_lab.models import autograd
 
 seed_everything(0)
@@ -178,30 +178,9 @@ assert broken_gap > 1e-3
 # against the smallest gradients of order $10^{-5}$: at 1e-11 the relative error is of order 1). In
 # float32, $u \approx 6 \cdot 10^{-8}$: the rounding error alone is $10^{-7}/\epsilon$, larger than the
 # small gradients at every step we try, so the check cannot pass at any $\epsilon$: float32 is too coarse
-# to check gradients with. (The lesson's `gradient_check`, with the data type as an argument.)
+# to check gradients with. (`karpa_lab.gradient_check` is the lesson's `gradient_check`.)
 
 # %%
-def gradient_check(net, x, y, coords_per_tensor=50, eps=1e-4, seed=0):
-    """Largest relative error between backprop and centred differences at random coordinates of ``net``."""
-    net.zero_grad()
-    F.cross_entropy(net(x), y).backward()
-    rng, worst = torch.Generator().manual_seed(seed), 0.0
-    with torch.no_grad():
-        for p in net.parameters():
-            flat, grad = p.view(-1), p.grad.view(-1)
-            for k in torch.randint(flat.numel(), (coords_per_tensor,), generator=rng).tolist():
-                saved = flat[k].item()
-                flat[k] = saved + eps
-                up = F.cross_entropy(net(x), y).item()
-                flat[k] = saved - eps
-                down = F.cross_entropy(net(x), y).item()
-                flat[k] = saved
-                numeric, analytic = (up - down) / (2 * eps), grad[k].item()
-                scale = max(abs(numeric), abs(analytic))
-                worst = max(worst, 0.0 if scale == 0 else abs(numeric - analytic) / scale)
-    return worst
-
-
 EPS = [1e-2, 1e-4, 1e-8, 1e-11]
 errors = {}
 for dtype in (torch.float64, torch.float32):
