@@ -325,6 +325,8 @@ shot_rng = random.Random(0)
 shot_random = np.array([one_shot_accuracy(random_genotype(shot_rng)) for _ in range(20)])
 shot_derived = one_shot_accuracy(genotype)
 shot_last = one_shot_accuracy(derive(-weights, nodes=3))
+with supernet.fixed_to(genotype):  # the package's SuperNet.fixed_to saturates alpha the same way
+    assert split_accuracy(supernet, data, "val") == shot_derived
 passes = lambda acc: acc >= shot_random.mean() + 0.07
 print(f"one-shot accuracy: derived {shot_derived:.3f} | random cells mean {shot_random.mean():.3f} "
       f"(range {shot_random.min():.3f}-{shot_random.max():.3f}) | the cell alpha ranks last {shot_last:.3f}")

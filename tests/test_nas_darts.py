@@ -101,17 +101,16 @@ def test_supernet_with_one_hot_alpha_is_the_derived_cell():
     cell = CellNet(genotype, width=6)
     cell.stem.load_state_dict(net.stem.state_dict())
     cell.head.load_state_dict(net.head.state_dict())
-    alpha = torch.full_like(net.alpha, -1e4)
-    alpha[:, 0] = 1e4  # "none" on every edge the genotype does not keep
     for k, (i, j, op) in enumerate(genotype.edges):
-        e = net.edges.index((i, j))
-        alpha[e] = -1e4
-        alpha[e, OPS.index(op)] = 1e4
-        cell.ops[k].load_state_dict(net.mixed[e].ops[OPS.index(op)].state_dict())
-    with torch.no_grad():
-        net.alpha.copy_(alpha)
-    x = torch.rand(4, 64)
-    torch.testing.assert_close(net(x), cell(x))
+        cell.ops[k].load_state_dict(net.mixed[net.edges.index((i, j))].ops[OPS.index(op)].state_dict())
+    x, alpha = torch.rand(4, 64), net.alpha.detach().clone()
+    with net.fixed_to(genotype) as fixed:
+        torch.testing.assert_close(fixed(x), cell(x))
+    assert torch.equal(net.alpha, alpha), "alpha is put back"
+    assert (net(x) - cell(x)).abs().max() > 1e-3, "the relaxed supernet is not the cell"
+    with pytest.raises(ValueError, match="not in this supernet"):
+        with net.fixed_to(Genotype(((0, 4, "skip"),), nodes=4)):
+            pass
 
 
 def fake_digits(n: int = 40) -> DigitsSplits:

@@ -27,7 +27,8 @@ keep the ``k`` incoming edges (2 in DARTS) whose strongest operation weighs most
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,31 @@ class SuperNet(_Net):
     def arch_weights(self) -> torch.Tensor:
         """softmax(alpha) per edge, shape (edges, ops): how much each operation counts on each edge."""
         return self.alpha.softmax(dim=-1)
+
+    @contextmanager
+    def fixed_to(self, genotype: Genotype, saturation: float = 1e4) -> Iterator[SuperNet]:
+        """The supernet computing exactly ``genotype``'s cell with the shared weights: alpha saturated on each
+        kept edge's operation and on "none" for every other edge (softmax weights 1 and 0 to float precision).
+        alpha is put back on exit. Scoring cells this way is the one-shot accuracy of lesson 11."""
+        if "none" not in self.op_names:
+            raise ValueError(f"fixed_to needs a 'none' operation to drop edges; this supernet has {self.op_names}")
+        alpha = torch.full_like(self.alpha, -saturation)
+        alpha[:, self.op_names.index("none")] = saturation
+        for i, j, op in genotype.edges:
+            if (i, j) not in self.edges or op not in self.op_names:
+                raise ValueError(f"edge {i}->{j}: {op} is not in this supernet ({len(self.edges)} edges, "
+                                 f"operations {self.op_names})")
+            e = self.edges.index((i, j))
+            alpha[e] = -saturation
+            alpha[e, self.op_names.index(op)] = saturation
+        saved = self.alpha.detach().clone()
+        with torch.no_grad():
+            self.alpha.copy_(alpha)
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                self.alpha.copy_(saved)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [self.stem(self._check(x))]

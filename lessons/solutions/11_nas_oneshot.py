@@ -185,19 +185,8 @@ assert split_accuracy(second.net, data, "val") >= 0.9
 # %%
 def one_shot_accuracy(net: SuperNet, genotype) -> float:
     """Validation accuracy of the trained supernet with alpha saturated on the genotype's choices."""
-    saved = net.alpha.detach().clone()
-    alpha = torch.full_like(saved, -1e4)
-    alpha[:, OPS.index("none")] = 1e4  # edges the cell does not keep
-    for i, j, op in genotype.edges:
-        e = net.edges.index((i, j))
-        alpha[e] = -1e4
-        alpha[e, OPS.index(op)] = 1e4
-    with torch.no_grad():
-        net.alpha.copy_(alpha)
-    acc = split_accuracy(net, data, "val")
-    with torch.no_grad():
-        net.alpha.copy_(saved)
-    return acc
+    with net.fixed_to(genotype):
+        return split_accuracy(net, data, "val")
 
 
 def retrained_accuracy(genotype, seed: int = 0) -> float:
