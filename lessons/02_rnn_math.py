@@ -37,8 +37,8 @@ from IPython.display import display
 from torch import nn
 
 from karpa_lab import NonFiniteLossError, by_scale, fit, seed_everything
-from karpa_lab.data import seasonal_series
-from karpa_lab.models.rnn import RNN, bptt
+from karpa_lab.data import next_value_batches, seasonal_series
+from karpa_lab.models.rnn import RNN, NextValue, bptt
 from karpa_lab.widgets.rnn_gradients import draw_profiles, gradient_profile, radius_widget
 
 seed_everything(0)
@@ -298,7 +298,7 @@ lags = torch.arange(steps)
 ax.semilogy(lags, chain_norm, label="chain $W_{hh}$, measured")
 ax.semilogy(lags, rho_chain ** lags.double(), "--", label=r"$\rho^k$")
 ax.semilogy(lags, sigma_chain ** lags.double(), ":", label=r"$\sigma_{\max}^k$ (the bound)")
-ax.set(xlabel="lag k", ylabel=r"$\lVert \partial L/\partial h_{T-k} \rVert$", title=rf"$\rho = {rho_chain}$, non-normal")
+ax.set(xlabel="lag k", ylabel=r"$\|\partial L/\partial h_{T-k}\|$", title=rf"$\rho = {rho_chain}$, non-normal")
 ax.legend()
 plt.show()
 
@@ -349,25 +349,13 @@ window, batch_size = 32, 32
 
 
 def batch_fn(generator):
-    """A random batch: x (window, B, 1) time first, y (B, 1) the value after each window."""
-    def batch():
-        start = torch.randint(0, len(series) - window - 1, (batch_size,), generator=generator)
-        w = series[start[:, None] + torch.arange(window + 1)]  # (B, window + 1)
-        return w[:, :window].T.unsqueeze(-1), w[:, window:]
-    return batch
+    """Random windows of the series: x (window, B, 1) time first, y (B, 1) the value after each window."""
+    return next_value_batches(series, window, batch_size, generator)
 
 
-class NextValue(nn.Module):
-    """RNN over the window, then a linear read-out of the last hidden state."""
-
-    def __init__(self, hidden=32):
-        super().__init__()
-        self.rnn = RNN(1, hidden)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x):
-        _, h_last = self.rnn(x)
-        return self.head(h_last[0])
+# The model, karpa_lab's NextValue: our RNN over the window, then a linear read-out of its last hidden state.
+x_peek, y_peek = batch_fn(torch.Generator().manual_seed(0))()
+print(f"a batch: x {tuple(x_peek.shape)} (window, batch, 1), y {tuple(y_peek.shape)}")
 
 
 def run(clip_grad, steps):

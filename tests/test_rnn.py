@@ -137,3 +137,20 @@ def test_saturating_inputs_shrink_the_gradient():
     quiet = gradient_norms_by_lag(1.2, steps=40, input_scale=0.0)
     loud = gradient_norms_by_lag(1.2, steps=40, input_scale=1.0)
     assert loud[-1] < 1e-3 * quiet[-1]
+
+
+def test_next_value_batches_and_model():
+    from karpa_lab.data import next_value_batches
+    from karpa_lab.models.rnn import NextValue
+
+    series = torch.arange(100, dtype=torch.float32)
+    x, y = next_value_batches(series, 8, 5, torch.Generator().manual_seed(0))()
+    assert x.shape == (8, 5, 1) and y.shape == (5, 1)
+    assert torch.equal(y[:, 0], x[-1, :, 0] + 1), "y is the value right after each window"
+    again = next_value_batches(series, 8, 5, torch.Generator().manual_seed(0))()
+    assert torch.equal(again[0], x), "the generator decides the batches"
+    assert NextValue(hidden=4)(x).shape == (5, 1)
+    with pytest.raises(ValueError, match="window"):
+        next_value_batches(series, 99, 5, torch.Generator())
+    with pytest.raises(ValueError, match="1-D"):
+        next_value_batches(series.view(10, 10), 3, 5, torch.Generator())

@@ -6,6 +6,7 @@ from karpa_lab.data.photos import PHOTOS, TEXTURES, load_photo, load_texture
 from karpa_lab.data.scenes import CaptionScenes, caption_splits, make_scenes
 from karpa_lab.data.synthetic import (
     GaussianMixture2D,
+    next_value_batches,
     random_walk,
     recall_task,
     recall_vocab_size,
@@ -30,6 +31,7 @@ __all__ = [
     "load_photo",
     "load_texture",
     "make_scenes",
+    "next_value_batches",
     "python_source_text",
     "random_walk",
     "recall_task",

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,25 @@ def seasonal_series(
     t = torch.arange(n, dtype=torch.float32)
     season = torch.sin(2 * math.pi * t / period) + 0.5 * torch.sin(4 * math.pi * t / period)
     return trend * t + amplitude * season + noise * torch.randn(n, generator=g)
+
+
+def next_value_batches(series: torch.Tensor, window: int, batch_size: int,
+                       generator: torch.Generator) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """Random batches for next-value prediction, time first, as ``fit`` takes a function of no arguments:
+    x (window, B, 1) the windows ``series[s : s + window]`` from random starts s, y (B, 1) the value after each.
+    """
+    if series.dim() != 1:
+        raise ValueError(f"next_value_batches: series must be 1-D (time,), got {tuple(series.shape)}")
+    if not 1 <= window < len(series) - 1 or batch_size < 1:
+        raise ValueError(f"need 1 <= window < {len(series) - 1} (the series' length - 1) and batch_size >= 1; "
+                         f"got window {window}, batch_size {batch_size}")
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        start = torch.randint(0, len(series) - window - 1, (batch_size,), generator=generator)
+        w = series[start[:, None] + torch.arange(window + 1)]  # (B, window + 1)
+        return w[:, :window].T.unsqueeze(-1), w[:, window:]
+
+    return batch
 
 
 def random_walk(n: int, step_std: float = 1.0, seed: int = 0) -> torch.Tensor:

@@ -104,6 +104,20 @@ class RNN(nn.Module):
         return rnn
 
 
+class NextValue(nn.Module):
+    """The next value of a series from a window of it: the from-scratch :class:`RNN` over the window
+    x (T, B, 1), then a linear read-out of its last hidden state -> (B, 1)."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.rnn = RNN(1, hidden)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h_last = self.rnn(x)
+        return self.head(h_last[0])
+
+
 def check_input(rnn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` as (T, B, D) after checking its shape against ``rnn`` (an :class:`RNN` or ``nn.RNN``)."""
     layout = "(batch, time, input_size)" if rnn.batch_first else "(time, batch, input_size)"

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from karpa_lab import NonFiniteLossError, fit, seed_everything
-from karpa_lab.data import seasonal_series
-from karpa_lab.models.rnn import RNN, bptt, recurrent_weight
+from karpa_lab.data import next_value_batches, seasonal_series
+from karpa_lab.models.rnn import RNN, NextValue, bptt, recurrent_weight
 from karpa_lab.widgets.rnn_gradients import gradient_profile
 
 seed_everything(0)
@@ -258,29 +258,12 @@ series = (series - series.mean()) / series.std()
 window, batch_size = 32, 32
 
 
-def batch_fn(generator):
-    def batch():
-        start = torch.randint(0, len(series) - window - 1, (batch_size,), generator=generator)
-        w = series[start[:, None] + torch.arange(window + 1)]
-        return w[:, :window].T.unsqueeze(-1), w[:, window:]
-    return batch
-
-
-class NextValue(nn.Module):
-    def __init__(self, hidden=32):
-        super().__init__()
-        self.rnn, self.head = RNN(1, hidden), nn.Linear(hidden, 1)
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[1][0])
-
-
 def run(lr, clip_grad=None, steps=300):
     """The lesson's run: plain SGD at ``lr``; the History, or None when the loss became non-finite."""
     seed_everything(0)
     model = NextValue()
     try:
-        return fit(model, batch_fn(torch.Generator().manual_seed(0)), steps=steps,
+        return fit(model, next_value_batches(series, window, batch_size, torch.Generator().manual_seed(0)), steps=steps,
                    optimizer=torch.optim.SGD(model.parameters(), lr=lr), clip_grad=clip_grad, verbose=False)
     except NonFiniteLossError as err:
         print(f"  lr {lr:.4g}: diverged after {len(err.history)} steps")
