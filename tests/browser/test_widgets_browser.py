@@ -395,9 +395,11 @@ train_until(agent, make, goal=1e9, max_updates=500, episodes=2)   # snapshots af
 
 
 def test_14_dqn_checkpoint_and_cart_sliders(lab):
-    """Lesson 14: the checkpoint slider and the cart's position and velocity pick q_map's map and readout."""
+    """Lesson 14: the checkpoint slider and the cart's position and velocity pick q_map's map and readout.
+
+    In a fresh kernel (no pyplot before it): the widget shows its figure as a PNG itself."""
     pytest.importorskip("karpa_lab.widgets.dqn_policy")
-    ns = widget_notebook(lab, "dqn_policy", DQN_SETUP, "display(q_map_widget(q_net, agent.snapshots))")
+    ns = widget_notebook(lab, "dqn_policy", DQN_SETUP, "display(q_map_widget(q_net, agent.snapshots))", context="")
     assert sorted(ns["agent"].snapshots) == [0, 250, 500]
 
     def expected(updates, x, v):
