@@ -377,12 +377,20 @@ class DQN:
     network). eps(t) defaults to ``linear_schedule(1.0, 0.05, 2000)``. An episode cut by a time limit is
     not terminated: its last target still bootstraps. ``buffer_size=batch_size`` learns from the latest
     steps only (no replay).
+
+    With ``snapshot_every=k`` the agent keeps copies of Q's weights after 0, k, 2k, ... updates in
+    ``snapshots`` ({updates: state_dict}); :func:`train_until` adds the weights it stops with. Load one into
+    a network of the same shape to see what the agent believed at that point of its training.
     """
 
     def __init__(self, q_net: nn.Module, env: gym.Env, *, gamma: float = 0.99, buffer_size: int = 10_000,
                  batch_size: int = 64, learning_starts: int = 500, train_every: int = 1, target_every: int = 250,
-                 epsilon: Callable[[int], float] | None = None, seed: int = 0):
+                 epsilon: Callable[[int], float] | None = None, snapshot_every: int | None = None, seed: int = 0):
+        if snapshot_every is not None and snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be a positive number of updates (or None), got {snapshot_every}")
         self.q_net, self.env, self.gamma, self.batch_size = q_net, env, gamma, batch_size
+        self.snapshot_every = snapshot_every
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.learning_starts, self.train_every, self.target_every, self.epsilon = (
             learning_starts, train_every, target_every, epsilon or linear_schedule(1.0, 0.05, 2000))
         self.target = _frozen_copy(q_net)
@@ -417,7 +425,13 @@ class DQN:
             self.env_step()
         return self.buffer.sample(self.batch_size)
 
+    def keep_snapshot(self) -> None:
+        """Store a copy of Q's weights now, under the number of updates made so far."""
+        self.snapshots[self.updates] = {k: v.detach().clone() for k, v in self.q_net.state_dict().items()}
+
     def step(self, q_net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.snapshot_every is not None and self.updates % self.snapshot_every == 0:
+            self.keep_snapshot()
         if self.updates % self.target_every == 0:
             self.target.load_state_dict(q_net.state_dict())
         self.updates += 1
@@ -445,6 +459,7 @@ def train_until(agent: DQN, make_env: Callable[[], gym.Env], goal: float, max_up
     followed by a greedy evaluation on ``episodes`` held-out episodes (seeds ``seed``, ``seed + 1``, ...);
     stop after the first round whose mean return reaches ``goal``, or after ``max_updates``. One Adam
     optimizer carries over the rounds. Returns [(environment steps so far, mean greedy return)] per round.
+    An agent built with ``snapshot_every`` also keeps the weights it stops with in ``agent.snapshots``.
     """
     if max_updates < eval_every:
         raise ValueError(f"max_updates ({max_updates}) must be at least eval_every ({eval_every})")
@@ -456,4 +471,6 @@ def train_until(agent: DQN, make_env: Callable[[], gym.Env], goal: float, max_up
         evaluations.append((agent.t, float(np.mean(evaluate_policy(make_env, agent.q_net, episodes, seed)))))
         if evaluations[-1][1] >= goal:
             break
+    if agent.snapshot_every is not None:
+        agent.keep_snapshot()
     return evaluations

@@ -53,6 +53,7 @@ from karpa_lab.rl import (
     reinforce_step,
     train_until,
 )
+from karpa_lab.widgets.dqn_policy import ANGLES, VELOCITIES, q_map, q_map_widget, state_grid, toward_fall
 
 seed_everything(0)
 torch.set_num_threads(1)
@@ -79,6 +80,7 @@ env = make_cartpole()
 obs, _ = env.reset(seed=0)
 print(f"observation {obs.round(3)} in {env.observation_space}; actions {env.action_space}")
 random_returns = []
+env.action_space.seed(0)  # the random actions, reproducible
 for episode in range(20):
     env.reset(seed=100 + episode)
     done, total = False, 0.0
@@ -356,7 +358,9 @@ assert value_gap < 1e-12 and grad_gap < 1e-12
 # **Training.** `DQN(q_net, env)` is `fit`'s data (`agent.collect`: one epsilon-greedy step into the
 # buffer, then a sampled batch of 64) and its step (`agent.step`: the Huber TD loss against the target
 # network). `train_until` runs `fit` in rounds of 250 updates and after each round plays 20 held-out
-# episodes greedily; it stops at the first round whose mean return reaches 195.
+# episodes greedily; it stops at the first round whose mean return reaches 195. With `snapshot_every=250`
+# the agent also keeps a copy of its Q-network's weights every 250 updates (`agent.snapshots`), which
+# section 8 looks into.
 
 # %%
 MAX_UPDATES = by_scale(4000, 20_000)
@@ -376,7 +380,7 @@ def run_dqn(seed: int, goal: float = 195, make_env=make_cartpole, max_updates: i
 seed_everything(0)
 untrained = float(np.mean(evaluate_policy(make_cartpole, q_network(), episodes=20)))
 start = time.perf_counter()
-q_net, agent, evaluations = run_dqn(seed=0)
+q_net, agent, evaluations = run_dqn(seed=0, snapshot_every=250)
 fresh = float(np.mean(evaluate_policy(make_cartpole, q_net, episodes=20, seed=50_000)))
 print(f"{agent.updates} updates, {agent.t} environment steps, {time.perf_counter() - start:.1f} s")
 print("greedy mean return over 20 held-out episodes after each round:",
@@ -393,7 +397,8 @@ assert untrained < 100, "an untrained Q-network must be far from passing"
 # unstable: run longer and the greedy return often falls again and recovers. For comparison, CleanRL's
 # `dqn.py` reports 488.69 ± 16.11 on CartPole-v1 (limit 500) after 500,000 steps over 3 seeds, and the
 # Stable-Baselines3 zoo's tuned DQN reaches 500 in 50,000 steps: our figure is steps to 195 (limit 200),
-# a much easier goal.
+# a much easier goal. The course's `benchmarks/rl_seeds.py --goal 475` runs this same DQN, with these
+# settings, on CartPole-v1's 500-step episodes over several seeds and prints the steps each one took to 475.
 
 # %% [markdown]
 # ## 6. Ablation: what do the replay buffer and the target network buy?
@@ -461,9 +466,8 @@ else:
 # pushes toward the side the pole falls to, so both maps should change sign along a diagonal.
 
 # %%
-angles, velocities = torch.linspace(-0.2, 0.2, 41), torch.linspace(-1.5, 1.5, 41)
-grid = torch.zeros(41, 41, 4)
-grid[..., 2], grid[..., 3] = angles[None, :], velocities[:, None]
+angles, velocities = ANGLES, VELOCITIES  # 41 angles in [-0.2, 0.2] rad, 41 angular velocities in [-1.5, 1.5] rad/s
+grid = state_grid(cart_position=0.0, cart_velocity=0.0)  # (41 velocities, 41 angles, 4) CartPole states
 with torch.no_grad():
     p_right = torch.softmax(cart_policy(grid), -1)[..., 1]
     q_pref = q_net(grid)[..., 1] - q_net(grid)[..., 0]
@@ -481,15 +485,45 @@ for ax in axes:
     ax.set_ylabel("angular velocity (rad/s)")
 plt.tight_layout()
 plt.show()
-falling_right, falling_left = grid[..., 2] + 0.1 * grid[..., 3] > 0.05, grid[..., 2] + 0.1 * grid[..., 3] < -0.05
-clear = falling_right | falling_left  # the pole clearly falls: angle + 0.1 s of angular velocity beyond 0.05 rad
-toward = lambda push_right: float((push_right == falling_right)[clear].float().mean())
+# toward_fall: among the states where the pole clearly falls (angle + 0.1 s of angular velocity beyond 0.05 rad),
+# the share where the agent pushes toward that side
 with torch.no_grad():
-    agree = {"REINFORCE": toward(p_right > 0.5), "DQN": toward(q_pref > 0),
-             "untrained network": toward(q_network()(grid).diff(dim=-1)[..., 0] > 0)}
+    agree = {"REINFORCE": toward_fall(p_right > 0.5, grid), "DQN": toward_fall(q_pref > 0, grid),
+             "untrained network": toward_fall(q_network()(grid).diff(dim=-1)[..., 0] > 0, grid)}
 print("share of clearly falling states where the agent pushes toward the fall:",
       {k: round(v, 2) for k, v in agree.items()}, "(0.5 is chance)")
 assert min(agree["REINFORCE"], agree["DQN"]) > 0.65
+
+# %% [markdown]
+# ## 8. Play with it: what DQN believed along the way
+#
+# The agent of section 5 kept its Q-network's weights every 250 updates. `q_map` loads one snapshot and
+# evaluates it on the same grid as above: $\max_a Q(s, a)$ on the left, $Q(s, \text{right}) - Q(s,
+# \text{left})$ on the right, with its zero line (where the greedy action flips) and the dashed band outside
+# which the pole clearly falls. The snapshot after 0 updates is the untrained network the run started
+# from: the control. Predict first: how does the share of falling states pushed toward the fall change
+# from the first snapshot to the last, and does it rise steadily? Then move the `updates` slider; move
+# `cart x` and `cart v` to see whether the policy cares where the cart is.
+
+# %%
+shares = {u: q_map(q_net, agent.snapshots, u)["toward"] for u in sorted(agent.snapshots)}
+first_view, last_view = q_map(q_net, agent.snapshots, min(shares)), q_map(q_net, agent.snapshots, max(shares))
+print("share of clearly falling states pushed toward the fall, by updates:",
+      ", ".join(f"{u}: {share:.2f}" for u, share in shares.items()))
+print(f"pushes right in {first_view['push_right'].mean():.0%} of the grid after 0 updates, "
+      f"{last_view['push_right'].mean():.0%} after {last_view['updates']}")
+assert last_view["toward"] > 0.65, "the trained greedy policy should push toward the fall"
+assert last_view["toward"] > first_view["toward"] + 0.2, "the untrained start must be far from the trained policy"
+q_map_widget(q_net, agent.snapshots)
+
+# %% [markdown]
+# The second line explains the share after 0 updates: the untrained network pushes the same way over the
+# whole grid, so it pushes toward the fall in exactly the half of the falling states that fall that way. A
+# share below 0.5 is a policy that leans against the fall more often than chance. Set `cart x` near an
+# edge (2.4 ends the episode) and watch whether the zero line moves: does the network trade the pole's
+# balance for keeping the cart on the track?
+
+# %%
 print(f"lesson time: {time.perf_counter() - lesson_start:.0f} s")
 
 # %% [markdown]
@@ -523,6 +557,9 @@ print(f"lesson time: {time.perf_counter() - lesson_start:.0f} s")
 #   a pixel game in seconds, and learns nothing when the rewards are shuffled.
 # - REINFORCE with a value baseline and DQN (replay, target network, epsilon-greedy, Huber loss) both
 #   solve CartPole; every RL loop here is `fit` with a collector as its data.
+# - Snapshots of DQN's Q-network, taken during that one training run, show its greedy policy forming: from
+#   pushing the same way everywhere (chance, by construction) to pushing toward the fall in most states
+#   where the pole clearly falls.
 # - An ablation over a few seeds is mostly noise unless the pattern holds seed by seed; say so.
 #
 # **Next:** lesson 15 trains a small network to imitate a large one: distillation.

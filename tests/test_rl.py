@@ -26,6 +26,7 @@ from karpa_lab.rl import (
     prepro,
     reinforce_step,
     standardise,
+    train_until,
 )
 
 
@@ -176,3 +177,27 @@ def test_dqn_target_is_bellman_and_time_limits_bootstrap():
     assert agent.t == 11 and len(agent.buffer) == 11
     eps = linear_schedule(1.0, 0.1, 10)
     assert eps(0) == 1.0 and abs(eps(5) - 0.55) < 1e-12 and eps(100) == pytest.approx(0.1)
+
+
+def test_dqn_snapshots_are_the_weights_after_that_many_updates():
+    make = lambda: gym.make("CartPole-v1", max_episode_steps=200)
+
+    def agent_trained(max_updates: int, **options) -> DQN:
+        torch.manual_seed(0)
+        q = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+        agent = DQN(q, make(), learning_starts=100, seed=0, **options)
+        train_until(agent, make, goal=1e9, max_updates=max_updates, eval_every=100, episodes=2)
+        return agent
+
+    torch.manual_seed(0)
+    fresh = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)).state_dict()
+    agent = agent_trained(300, snapshot_every=100)
+    assert sorted(agent.snapshots) == [0, 100, 200, 300] and agent.updates == 300
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
+    assert same(agent.snapshots[0], fresh)  # after 0 updates: the untrained weights
+    assert same(agent.snapshots[300], agent.q_net.state_dict())  # the weights train_until stopped with
+    assert not same(agent.snapshots[0], agent.snapshots[300])  # copies, not views of the training weights
+    assert same(agent.snapshots[200], agent_trained(200).q_net.state_dict())  # a run stopped at 200 updates
+    assert agent_trained(200).snapshots == {}
+    with pytest.raises(ValueError, match="snapshot_every"):
+        DQN(nn.Linear(4, 2), make(), snapshot_every=0)

@@ -378,6 +378,63 @@ def test_15_temperature_slider(lab):
     lab.save_picture(lab.widget(0), "distill_temperature")
 
 
+DQN_SETUP = """
+import gymnasium as gym
+import torch
+from torch import nn
+from karpa_lab import seed_everything
+from karpa_lab.rl import DQN, train_until
+from karpa_lab.widgets.dqn_policy import q_map, q_map_widget
+
+make = lambda: gym.make("CartPole-v1", max_episode_steps=200)
+seed_everything(0)
+q_net = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+agent = DQN(q_net, make(), learning_starts=100, seed=0, snapshot_every=250)
+train_until(agent, make, goal=1e9, max_updates=500, episodes=2)   # snapshots after 0, 250 and 500 updates
+"""
+
+
+def test_14_dqn_checkpoint_and_cart_sliders(lab):
+    """Lesson 14: the checkpoint slider and the cart's position and velocity pick q_map's map and readout.
+
+    In a fresh kernel (no pyplot before it): the widget shows its figure as a PNG itself."""
+    pytest.importorskip("karpa_lab.widgets.dqn_policy")
+    ns = widget_notebook(lab, "dqn_policy", DQN_SETUP, "display(q_map_widget(q_net, agent.snapshots))", context="")
+    assert sorted(ns["agent"].snapshots) == [0, 250, 500]
+
+    def expected(updates, x, v):
+        with one_thread():
+            return ns["q_map"](ns["q_net"], ns["agent"].snapshots, updates, x, v)["readout"]
+
+    text, picture = lab.html(0), lab.widget(0).locator(".widget-output")
+    lab.wait_for_html(text, expected(500, 0.0, 0.0))
+    src = lab.wait_for_new_image(picture, None)
+    before = lab.png(picture)
+
+    updates = lab.slider("updates")
+    assert updates.press("Home") == 0  # keyboard: the untrained network
+    lab.wait_for_html(text, expected(0, 0.0, 0.0))
+    src = lab.wait_for_new_image(picture, src)
+
+    assert lab.slider("cart x").press("ArrowRight", times=3) == pytest.approx(0.6)
+    lab.wait_for_html(text, expected(0, 0.6, 0.0))
+    src = lab.wait_for_new_image(picture, src)
+
+    value = lab.slider("cart v").drag_to(0.9)  # mouse: about -2 + 0.9 * 4 = 1.6
+    assert 1.0 <= value <= 2.0, value
+    lab.wait_for_html(text, expected(0, 0.6, value))
+    src = lab.wait_for_new_image(picture, src)
+
+    assert updates.press("ArrowRight") == 250
+    lab.wait_for_html(text, expected(250, 0.6, value))
+    assert "after 250 updates" in text.inner_text()
+    lab.wait_for_new_image(picture, src)
+    lab.wait_idle()
+    assert lab.image_change(before, lab.png(picture)) > 0.01
+    lab.save_picture(lab.widget(0), "dqn_policy")
+    lab.assert_no_widget_errors()
+
+
 CAPTION_SETUP = """
 import torch
 from karpa_lab.data.scenes import WORDS, make_scenes
