@@ -105,14 +105,15 @@ print("how much worse at the same steps:", {k: round(v, 2) for k, v in ratios.it
 print(f"500 steps at lr 2e-4: {show(q_slow_500)}")
 print(f"the third-scale question: 500 steps at lr 2e-3 {show(q_fast_500)} | 3x the steps at lr 2e-4 {show(q_slow)}")
 assert max(ratios, key=ratios.get).startswith("Fréchet")
-assert q_slow["frechet"] < q_slow_500["frechet"], "three times the steps help"
-assert q_slow["frechet"] > q_fast_500["frechet"], "but do not catch up with a third of the steps at 2e-3"
+change = q_slow["frechet"] / q_slow_500["frechet"] - 1
+print(f"Fréchet from 500 to 1500 slow steps: {change:+.1%}; slow 1500 / fast 500: {q_slow['frechet'] / q_fast_500['frechet']:.2f}x")
+assert q_slow["frechet"] > 2 * q_fast_500["frechet"], "3x the slow steps stay far behind a third of the fast steps"
 
 # %% [markdown]
 # At the same 1500 steps the Fréchet distance is the number that suffers most (asserted: the largest of the
-# three printed ratios). Three times the steps at the slow rate lower it only a little (asserted lower than
-# its own value after 500; both printed), and it stays far from what the fast rate reaches in a third of the
-# steps (asserted): at this budget the step size is what matters, and the DCGAN paper's rate belongs to
+# three printed ratios). Three times the steps at the slow rate move it only a little (the printed change;
+# its sign varies from machine to machine, so it is not asserted either way), and it stays more than twice
+# what the fast rate reaches in a third of the steps (asserted, with the printed ratio): at this budget the step size is what matters, and the DCGAN paper's rate belongs to
 # runs of many thousands of steps.
 
 # %% [markdown]
