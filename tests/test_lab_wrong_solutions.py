@@ -102,41 +102,76 @@ NAS = {
 
 
 CONV_KERNEL = ('weight[:, :, u, v])\n    return', 'weight.flip(2, 3)[:, :, u, v])\n    return')
+CONV_PAD = "xp = x[:, :, rows][:, :, :, cols]\n    h_out"
+CONV_FOLD = "grad_x = torch.zeros_like(x).index_add_(3, cols, grad_rows)"
+
+
+def pasted(module: str, name: str, imports: str) -> str:
+    """The source of one of the course's functions, as a student would paste it into a cell (with the imports
+    of its helpers): the grader cannot tell it from the student's own code, so only its values can lose it points."""
+    import importlib
+    import inspect
+
+    return f"{imports}\n\n\n{inspect.getsource(getattr(importlib.import_module(module), name))}\n\n"
+
+
 CONV = {
     "flipped_kernel": (  # the textbook convolution flips the kernel; F.conv2d (a cross-correlation) does not
-        "conv2d_forward", [CONV_KERNEL], ["test_forward_values"], "conv2d_forward does not match F.conv2d"),
+        "circular_conv2d", [CONV_KERNEL], ["test_forward_values"],
+        "circular_conv2d does not match F.conv2d with circular padding"),
+    "zero_padding": (  # zeros in the padding, as in an ordinary layer: the border forgets the opposite side
+        "circular_conv2d", [(CONV_PAD, CONV_PAD.replace("x[:, :, rows][:, :, :, cols]", "F.pad(x, (pw, pw, ph, ph))"))],
+        ["test_forward_shift", "test_forward_values"], "zeros in the padding break it at the border"),
     "no_padding": (  # right for padding 0, the wrong size otherwise
-        "conv2d_forward", [("xp = F.pad(x, (pw, pw, ph, ph))\n    h_out", "xp = x\n    h_out")],
-        ["test_forward_shapes", "test_forward_values"], "stride=2, padding=1: the output is"),
+        "circular_conv2d", [(CONV_PAD, CONV_PAD.replace("x[:, :, rows][:, :, :, cols]", "x"))],
+        ["test_forward_shift", "test_forward_values"], "stride=2, padding=1: the output is"),
     "flipped_grad_x": (  # half-remembering that "the gradient is a convolution with the flipped kernel"
-        "conv2d_backward", [('torch.einsum("bohw,oc->bchw", grad_out, weight[:, :, u, v])',
-                             'torch.einsum("bohw,oc->bchw", grad_out, weight.flip(2, 3)[:, :, u, v])')],
+        "circular_conv2d_backward", [('torch.einsum("bohw,oc->bchw", grad_out, weight[:, :, u, v])',
+                                      'torch.einsum("bohw,oc->bchw", grad_out, weight.flip(2, 3)[:, :, u, v])')],
+        ["test_grad_input"], "grad_x does not match autograd"),
+    "cut_off_padding": (  # the padding's gradient thrown away, as a zero-padded layer does
+        "circular_conv2d_backward", [(CONV_FOLD, "grad_x = grad_xp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]")],
         ["test_grad_input"], "grad_x does not match autograd"),
     "stride_blind_weight": (  # dL/dweight read from stride-1 windows whatever the stride
-        "conv2d_backward", [("grad_out, xp[:, :, rows, cols])", "grad_out, xp[:, :, u:u + h_out, v:v + w_out])")],
-        ["test_grad_weight"], "grad_weight does not match autograd"),
+        "circular_conv2d_backward", [("grad_out, xp[:, :, r, c])", "grad_out, xp[:, :, u:u + h_out, v:v + w_out])")],
+        ["test_grad_params"], "grad_weight does not match autograd"),
     "mean_bias": (
-        "conv2d_backward", [("grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")],
-        ["test_grad_bias"], "grad_bias does not match autograd"),
+        "circular_conv2d_backward", [("grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")],
+        ["test_grad_params"], "grad_bias does not match autograd"),
+    "pasted_course_forward": (  # the course's conv2d_im2col pasted into the cell: an ordinary, zero-padded layer
+        "circular_conv2d", [("def circular_conv2d(", pasted("karpa_lab.models.conv", "conv2d_im2col",
+                                                            "from karpa_lab.models.conv import ConvGeometry, _check")
+                             + "def circular_conv2d("),
+                            ("### BEGIN SOLUTION", "return conv2d_im2col(x, weight, bias, stride, padding)\n"
+                                                   "    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"], "zeros in the padding break it at the border"),
+    "pasted_course_backward": (  # and the course's conv2d_backward: its gradients are the zero-padded layer's
+        "circular_conv2d_backward", [("def circular_conv2d_backward(", pasted(
+            "karpa_lab.models.conv", "conv2d_backward", "from karpa_lab.models.conv import ConvGeometry, _check")
+            + "def circular_conv2d_backward("),
+            ("### BEGIN SOLUTION", "return conv2d_backward(x, weight, grad_out, stride, padding)\n"
+                                   "    ### BEGIN SOLUTION")],
+        ["test_grad_input", "test_grad_params"], "grad_x does not match autograd"),
     "alias_conv": (  # the library's convolution by a computed name
-        "conv2d_forward", [("### BEGIN SOLUTION", "return getattr(F, 'conv' + '2d')(x, weight, bias, stride, "
-                                                  "padding)\n    ### BEGIN SOLUTION")],
-        ["test_forward_shapes", "test_forward_values"], "called conv2d, which this lab asks you to write yourself"),
+        "circular_conv2d", [("### BEGIN SOLUTION", "xp = F.pad(x, (padding, padding) * 2, mode='circular')\n"
+                             "    return getattr(F, 'conv' + '2d')(xp, weight, bias, stride)\n    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"], "called conv2d, which this lab asks you to write yourself"),
     "switched_off": (  # the same, with torch function modes (the grader's watch among them) switched off
-        "conv2d_forward", [("### BEGIN SOLUTION", "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
-                            "        return getattr(F, 'conv' + '2d')(x, weight, bias, stride, padding)\n"
-                            "    ### BEGIN SOLUTION")],
-        ["test_forward_shapes", "test_forward_values"],
+        "circular_conv2d", [("### BEGIN SOLUTION", "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
+                             "        xp = F.pad(x, (padding, padding) * 2, mode='circular')\n"
+                             "        return getattr(F, 'conv' + '2d')(xp, weight, bias, stride)\n"
+                             "    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"],
         "torch._C.DisableTorchFunction (switched off the grader's watch)"),
     "autograd": (  # the gradients from autograd through the student's own forward pass, names hidden
-        "conv2d_backward", [("### BEGIN SOLUTION",
-                             "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
-                             "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
-                             "    y = conv2d_forward(x, weight, b, stride, padding)\n"
-                             "    getattr(y, 'back' + 'ward')(grad_out)\n"
-                             "    return tuple(getattr(t, 'gr' + 'ad') for t in (x, weight, b))\n"
-                             "    ### BEGIN SOLUTION")],
-        ["test_grad_input", "test_grad_weight", "test_grad_bias"], "the notebook's functions called backward"),
+        "circular_conv2d_backward", [("### BEGIN SOLUTION",
+                                      "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
+                                      "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
+                                      "    y = circular_conv2d(x, weight, b, stride, padding)\n"
+                                      "    getattr(y, 'back' + 'ward')(grad_out)\n"
+                                      "    return tuple(getattr(t, 'gr' + 'ad') for t in (x, weight, b))\n"
+                                      "    ### BEGIN SOLUTION")],
+        ["test_grad_input", "test_grad_params"], "the notebook's functions called backward"),
 }
 
 BEAM_KEEP = "kept = sorted(candidates, key=lambda item: -item[1])[:beam]"
@@ -257,7 +292,9 @@ def test_lab04_wrong_solutions_lose_their_part(tmp_path, sandbox):
 
 def test_lab05_wrong_solutions_lose_their_part(tmp_path, sandbox):
     course = grade_variants(tmp_path, "05_conv_layer", CONV)
-    for student, hint in [("flipped_kernel", "the kernel is flipped"), ("mean_bias", "the bias gradient is a mean")]:
+    for student, hint in [("flipped_kernel", "the kernel is flipped"), ("mean_bias", "the bias gradient is a mean"),
+                          ("zero_padding", "x is padded with zeros"),
+                          ("cut_off_padding", "must be added onto the pixel it copies")]:
         graded = course / "autograded" / student / "05_conv_layer" / "05_conv_layer.ipynb"
         assert hint in graded.read_text(encoding="utf-8"), f"{student}'s feedback names the mistake"
 
