@@ -67,12 +67,73 @@ def _course_conv_backward(x, weight, grad_out, stride=1, padding=0):
     return conv2d_backward(x, weight, grad_out, stride, padding)
 
 
+# ---------------------------------------------------------------------------------------------- lab 06
+class _TableDecoder:
+    """The lab's table model (T, V, V) behind the course's decoder interface (start, step, teacher-forced call):
+    the lab's token 0 (EOS) is the course's <eos>, its token a >= 1 the course's word a + 2."""
+
+    def __init__(self, logp):
+        import torch
+
+        from karpa_lab.models.captioning import BOS, EOS, PAD
+
+        self.logp, self.torch, self.special = logp, torch, (PAD, BOS, EOS)
+        self.vocab_size = logp.shape[1] + 2
+
+    def _logits(self, t, words):
+        pad, bos, eos = self.special
+        last = self.torch.where((words == bos) | (words == eos), 0, words - 2)  # the lab's token before step t
+        table = self.logp[t.clamp(max=len(self.logp) - 1), last]  # (N, V)
+        return self.torch.cat([self.torch.zeros_like(table[:, :2]), table], dim=1)  # <pad>, <bos> masked later
+
+    def start(self, images):
+        return (self.torch.zeros(len(images), dtype=self.torch.long),)
+
+    def step(self, words, state):
+        (t,) = state
+        return self._logits(t, words), (t + 1,), None
+
+    def __call__(self, images, inputs):
+        steps = self.torch.arange(inputs.shape[1]).expand(len(inputs), -1)
+        return self.torch.stack([self._logits(steps[:, i], inputs[:, i]) for i in range(inputs.shape[1])], 1)
+
+
+def _course_ids(tokens):
+    from karpa_lab.models.captioning import EOS
+
+    return [EOS if tok == 0 else tok + 2 for tok in tokens]
+
+
+def _course_sequence_score(logp, tokens, alpha):
+    import torch
+
+    from karpa_lab.models.captioning import sequence_logprob
+
+    image = torch.zeros(1, 3, 1, 1)
+    return float(sequence_logprob(_TableDecoder(logp), image, torch.tensor([_course_ids(tokens)]))[0])
+
+
+def _course_beam_search(logp, beam, alpha):
+    import torch
+
+    from karpa_lab.models.captioning import EOS, PAD, beam_search
+
+    words, score = beam_search(_TableDecoder(logp), torch.zeros(1, 3, 1, 1), beam, len(logp))
+    tokens = [0 if w == EOS else w - 2 for w in words[0].tolist() if w != PAD]
+    return [(tokens, float(score[0]))]
+
+
 CASES = {
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
                        "test_forward_values": "does not match F.conv2d with circular padding",
                        "test_grad_input": "grad_x does not match autograd",
                        "test_grad_params": "grad_weight does not match autograd"}),
+    "06_beam_search": ({"sequence_score": _course_sequence_score, "beam_search": _course_beam_search},
+                       {"test_score": "sequence_score(logp, [2, 0], alpha=1.0)",
+                        "test_beam_one": "the score of [3, 1, 2, 2, 3] is",
+                        "test_beam_reference": "beam 2 should return the 2 best finished sequences, got 1",
+                        "test_beam_exhaustive": "1 sequences returned"}),
 }
 
 

@@ -174,22 +174,39 @@ CONV = {
         ["test_grad_input", "test_grad_params"], "the notebook's functions called backward"),
 }
 
-BEAM_KEEP = "kept = sorted(candidates, key=lambda item: -item[1])[:beam]"
+BEAM_LIVE = "live = sorted((c for c in candidates if c[0][-1] != EOS), key=lambda item: -item[1])[:beam]"
+BEAM_LP = "return seq, logprob / ((5 + len(seq)) / 6) ** alpha"
+SCORE_LP = "return score / ((5 + len(tokens)) / 6) ** alpha"
 BEAM = {
-    "last_step_sort": (  # candidates ranked by the last word's log-probability, not the whole sequence's
-        "beam_search", [(BEAM_KEEP, "kept = sorted(candidates, key=lambda item: -float(logp[t, item[0][-2] if "
-                                    "len(item[0]) > 1 else EOS, item[0][-1]]))[:beam]")],
+    "last_step_sort": (  # live sequences ranked by the last token's log-probability, not the whole sequence's
+        "beam_search", [(BEAM_LIVE, BEAM_LIVE.replace("key=lambda item: -item[1]", "key=lambda item: -float(logp["
+                                                      "t, item[0][-2] if len(item[0]) > 1 else EOS, item[0][-1]])"))],
         ["test_beam_reference"], "a hidden test failed"),
-    "no_finishing": (  # no length bookkeeping: a sequence that emitted EOS stays live and keeps growing
-        "beam_search", [("finished += [c for c in kept if c[0][-1] == EOS]\n"
-                         "        live = [c for c in kept if c[0][-1] != EOS]", "live = kept")],
-        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam as wide as the space: sequence 0"),
+    "finished_take_slots": (  # the k best of all candidates kept, finished ones among them: the beam thins out
+        "beam_search", [("finished += [finish(*c) for c in candidates if c[0][-1] == EOS]\n"
+                         "        live = sorted((c for c in candidates if c[0][-1] != EOS), key=lambda item: -item[1])"
+                         "[:beam]",
+                         "kept = sorted(candidates, key=lambda item: -item[1])[:beam]\n"
+                         "        finished += [finish(*c) for c in kept if c[0][-1] == EOS]\n"
+                         "        live = [c for c in kept if c[0][-1] != EOS]")],
+        ["test_beam_one", "test_beam_reference"], "beam 1, alpha 0.8, model 1: sequence 0 is"),
     "drops_full_length": (  # the sequences that reach the last step never counted as finished
-        "beam_search", [("return sorted(finished + live,", "return sorted(finished,")],
-        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "sequences returned, expected"),
+        "beam_search", [("    finished += [finish(*c) for c in live]\n", "")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam 1, alpha 0.8, model 0: sequence 0 is"),
+    "unpenalised_beam": (  # the finished sequences ranked and scored by log P alone, as the course's beam search does
+        "beam_search", [(BEAM_LP, "return seq, logprob")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam 1, alpha 0.8, model 0:"),
     "sums_probabilities": (  # probabilities added up instead of log-probabilities
-        "sequence_logprob", [("score += float(logp[t, last, token])", "score += float(logp[t, last, token].exp())")],
-        ["test_logprob"], "sequence_logprob(logp, [0]) ="),
+        "sequence_score", [("score += float(logp[t, last, token])", "score += float(logp[t, last, token].exp())")],
+        ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "unpenalised_score": (  # the plain log-probability
+        "sequence_score", [(SCORE_LP, "return score")], ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "length_to_alpha": (  # length normalisation |Y|^alpha instead of GNMT's ((5 + |Y|) / 6)^alpha
+        "sequence_score", [(SCORE_LP, "return score / len(tokens) ** alpha")], ["test_score"],
+        "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "length_without_eos": (  # |Y| counted without the EOS
+        "sequence_score", [(SCORE_LP, "return score / ((5 + len(tokens) - (tokens[-1] == EOS)) / 6) ** alpha")],
+        ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
 }
 
 KD_SOFT = "return alpha * T**2 * soft_cross_entropy(student_logits, teacher_logits, T) + (1 - alpha) * hard"
