@@ -123,6 +123,20 @@ def _course_beam_search(logp, beam, alpha):
     return [(tokens, float(score[0]))]
 
 
+# ---------------------------------------------------------------------------------------------- lab 07
+def _course_advantages(rewards, values, dones, gamma, lam):
+    """The course's REINFORCE advantage: the returns-to-go minus the baseline (it has no lambda)."""
+    from karpa_lab.rl import discounted_returns
+
+    return discounted_returns(rewards, dones, gamma).to(rewards.dtype) - values
+
+
+def _course_loss(logp, values, advantages, value_coef):
+    from karpa_lab.rl import policy_gradient_loss
+
+    return policy_gradient_loss(logp, advantages)
+
+
 CASES = {
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
@@ -134,6 +148,12 @@ CASES = {
                         "test_beam_one": "the score of [3, 1, 2, 2, 3] is",
                         "test_beam_reference": "beam 2 should return the 2 best finished sequences, got 1",
                         "test_beam_exhaustive": "1 sequences returned"}),
+    "07_policy_gradient": ({"gae": _course_advantages, "actor_critic_loss": _course_loss},
+                           {"test_gae_values": "gae, gamma 0.9, lambda 0.5 is off by",
+                            "test_gae_reset": "gae over two episodes, lambda 0.5 is off by",
+                            "test_loss_values": "actor_critic_loss, c = 0.5 is off by",
+                            "test_loss_gradient": "d loss / d values is off by",
+                            "test_training": "the critic should have learned"}),
 }
 
 

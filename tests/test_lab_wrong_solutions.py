@@ -231,24 +231,41 @@ DISTILL = {
         "the notebook's functions called softmax"),
 }
 
-LOSS = "return -(advantage * logp).mean()"
+GAE_STEP = "running = delta + gamma * lam * keep * running"
+AC_LOSS = "return -(advantages * logp).mean() + value_coef * (values - targets).pow(2).mean()"
 POLICY = {
     "not_reversed": (  # the recursion run forwards: each step gets what came before it (on the corridor, whose
-        # only reward is the last step's, the policy still learns: Part 1's tests are the ones that catch it)
-        "returns_to_go", [("for t in range(len(rewards) - 1, -1, -1):", "for t in range(len(rewards)):")],
-        ["test_returns_values", "test_returns_reset"], "returns_to_go, gamma 0.5 is off by"),
-    "no_reset": (  # the discount never reset: one episode's return takes in the next one's rewards
-        "returns_to_go", [("running = rewards[t] + gamma * running * (0.0 if dones[t] else 1.0)",
-                           "running = rewards[t] + gamma * running")],
-        ["test_returns_reset"], "returns_to_go over two episodes is off by"),
-    "baseline_after_product": (  # the baseline subtracted from the loss instead of from each return
-        "reinforce_loss", [(LOSS, "return -(returns.detach() * logp).mean() + baseline.mean()")],
-        ["test_loss_values", "test_loss_gradient"], "reinforce_loss is off by"),
-    "alias_course_returns": (  # the course's own returns by a computed name
-        "returns_to_go", [("### BEGIN SOLUTION", "import importlib\n    rl = importlib.import_module('karpa_lab.' + "
-                           "'rl')\n    return getattr(rl, 'discounted_' + 'returns')(rewards, dones, gamma)\n"
-                           "    ### BEGIN SOLUTION")],
-        ["test_returns_values", "test_returns_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
+        # only reward is the last step's, the policy and its critic still learn: Part 1's tests catch it)
+        "gae", [("for t in range(len(rewards) - 1, -1, -1):", "for t in range(len(rewards)):")],
+        ["test_gae_values", "test_gae_reset"], "gae, gamma 0.9, lambda 0.5 is off by"),
+    "no_reset": (  # the sum of TD errors never reset: one episode's advantage takes in the next one's (on the
+        # corridor the advantages then mix episodes, and the trained policy almost never wins)
+        "gae", [(GAE_STEP, GAE_STEP.replace(" * keep", ""))], ["test_gae_reset", "test_training"],
+        "gae over two episodes, lambda 0.5 is off by"),
+    "bootstraps_across": (  # the next episode's first value used as the value after an episode's end
+        "gae", [("delta = rewards[t] + gamma * keep * next_value - values[t]",
+                 "delta = rewards[t] + gamma * next_value - values[t]")], ["test_gae_reset"],
+        "gae over two episodes, lambda 0.5 is off by"),
+    "lambda_without_gamma": (  # the TD errors discounted by lambda alone
+        "gae", [(GAE_STEP, GAE_STEP.replace("gamma * lam", "lam"))], ["test_gae_values", "test_gae_reset"],
+        "gae, gamma 0.9, lambda 0.5 is off by"),
+    "target_not_detached": (  # the critic's target left attached: V - (A + V) = -A has no gradient in V
+        "actor_critic_loss", [("targets = (advantages + values).detach()", "targets = advantages + values")],
+        ["test_loss_gradient", "test_training"], "d loss / d values is off by"),
+    "advantage_not_detached": (  # the actor's term pushes the critic through the advantage
+        "actor_critic_loss", [("    advantages = advantages.detach()\n", "")], ["test_loss_gradient"],
+        "d loss / d values is off by"),
+    "summed": (  # sums over the steps instead of means: the step size grows with the batch
+        "actor_critic_loss", [(AC_LOSS, AC_LOSS.replace(".mean()", ".sum()"))],
+        ["test_loss_values", "test_loss_gradient", "test_training"], "actor_critic_loss, c = 0.5 is off by"),
+    "no_critic_term": (  # the course's REINFORCE loss on the advantages: the critic never learns
+        "actor_critic_loss", [(AC_LOSS, "return -(advantages * logp).mean()")],
+        ["test_loss_values", "test_loss_gradient", "test_training"], "the critic should have learned"),
+    "alias_course_returns": (  # the course's returns by a computed name, minus the values (GAE at lambda = 1)
+        "gae", [("### BEGIN SOLUTION", "import importlib\n    rl = importlib.import_module('karpa_lab.' + 'rl')\n"
+                 "    return getattr(rl, 'discounted_' + 'returns')(rewards, dones, gamma).double() - values\n"
+                 "    ### BEGIN SOLUTION")],
+        ["test_gae_values", "test_gae_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
 }
 
 GRAM = "return torch.einsum(\"bim,bjm->bij\", flat, flat) / flat.shape[2]"
