@@ -137,6 +137,20 @@ def _course_loss(logp, values, advantages, value_coef):
     return policy_gradient_loss(logp, advantages)
 
 
+# ---------------------------------------------------------------------------------------------- lab 08
+def _course_soft_term(student_logits, teacher_logits, labels, T):
+    """The course's distillation term, T^2 H(p_T, q_T) over all the classes: classic KD."""
+    from karpa_lab.models.distill import soft_target_cross_entropy
+
+    return T**2 * soft_target_cross_entropy(student_logits, teacher_logits, T).to(student_logits.dtype)
+
+
+def _course_distillation(student_logits, teacher_logits, labels, T, alpha, beta):
+    from karpa_lab.models.distill import distillation_loss
+
+    return distillation_loss(student_logits, teacher_logits, None, T, 1.0).to(student_logits.dtype)
+
+
 CASES = {
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
@@ -154,6 +168,10 @@ CASES = {
                             "test_loss_values": "actor_critic_loss, c = 0.5 is off by",
                             "test_loss_gradient": "d loss / d values is off by",
                             "test_training": "the critic should have learned"}),
+    "08_distillation": ({"tckd": _course_soft_term, "nckd": _course_soft_term, "dkd_loss": _course_distillation},
+                        {"test_tckd": "tckd at T = 1.0 is off by", "test_nckd": "nckd at T = 1.0 is off by",
+                         "test_dkd_loss": "dkd_loss at T = 1.0, alpha = 1.0, beta = 1.0 is off by",
+                         "test_dkd_gradient": "d loss / d student_logits at T = 2.0 is off by"}),
 }
 
 

@@ -209,26 +209,37 @@ BEAM = {
         ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
 }
 
-KD_SOFT = "return alpha * T**2 * soft_cross_entropy(student_logits, teacher_logits, T) + (1 - alpha) * hard"
+KL_TERM = "return T**2 * (log_t.exp() * (log_t - log_s)).sum(dim=-1).mean()"
+DKD_SUM = ("return (alpha * tckd(student_logits, teacher_logits, labels, T)\n"
+           "            + beta * nckd(student_logits, teacher_logits, labels, T))")
+DKD_LOST = ["test_dkd_loss", "test_dkd_gradient"]
 DISTILL = {
-    "no_max_shift": (  # exp of the raw logits: NaN (inf / inf) for logits near 1000
-        "softmax_t", [("e = torch.exp(z - z.max(dim=-1, keepdim=True).values)", "e = torch.exp(z)")],
-        ["test_softmax"], "NaN"),
-    "hard_teacher": (  # the teacher's targets at T = 1 while the student is softened: so is the loss built on it
-        "soft_cross_entropy", [("p = softmax_t(teacher_logits.detach(), T)",
-                                "p = softmax_t(teacher_logits.detach(), 1.0)")],
-        ["test_soft_ce", "test_kd_loss", "test_kd_gradient"], "soft_cross_entropy at T = 3.0 is off by"),
+    "log_of_one_minus": (  # log(1 - p_t) from the probability: -inf once p_t rounds to 1 (a confident teacher)
+        "tckd", [("return torch.stack([z[target] - everything, rest - everything], dim=-1)",
+                  "return torch.stack([z[target] - everything, torch.log(1 - torch.exp(z[target] - everything))], "
+                  "dim=-1)")],
+        ["test_tckd"], "tckd with a confident teacher is nan"),
+    "reversed_kl": (  # KL(student || teacher): the mode-seeking direction
+        "tckd", [(KL_TERM, "return T**2 * (log_s.exp() * (log_s - log_t)).sum(dim=-1).mean()")],
+        ["test_tckd", "test_nckd", *DKD_LOST], "tckd at T = 1.0 is off by"),
+    "not_renormalised": (  # the non-target probabilities p_i used as they are, without dividing by 1 - p_t
+        "nckd", [("return z - torch.logsumexp(z, dim=-1, keepdim=True)",
+                  "return z - torch.logsumexp(logits / T, dim=-1, keepdim=True)")],
+        ["test_nckd", *DKD_LOST], "nckd at T = 1.0 is off by"),
+    "target_not_removed": (  # the KL over all the classes: classic KD's term, not the non-target one
+        "nckd", [("z = (logits / T)[~F.one_hot(labels, logits.shape[-1]).bool()].view(len(logits), -1)",
+                  "z = logits / T")],
+        ["test_nckd", *DKD_LOST], "nckd at T = 1.0 is off by"),
     "no_t_squared": (
-        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("alpha * T**2 *", "alpha *"))],
-        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
-    "t_not_squared": (
-        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("T**2", "T"))],
-        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
-    "alias_softmax": (  # the library's softmax by a computed name: every part calls softmax_t
-        "softmax_t", [("### BEGIN SOLUTION", "return getattr(torch, 'soft' + 'max')(logits / T, dim=-1)\n"
-                                             "    ### BEGIN SOLUTION")],
-        ["test_softmax", "test_soft_ce", "test_kd_loss", "test_kd_gradient"],
-        "the notebook's functions called softmax"),
+        "nckd", [(KL_TERM, KL_TERM.replace("T**2 * ", ""))], ["test_nckd", *DKD_LOST], "nckd at T = 3.0 is off by"),
+    "weights_swapped": (
+        "dkd_loss", [(DKD_SUM, DKD_SUM.replace("alpha *", "BETA *").replace("beta *", "alpha *")
+                      .replace("BETA *", "beta *"))],
+        DKD_LOST, "dkd_loss at T = 4.0, alpha = 1.0, beta = 8.0 is off by"),
+    "alias_softmax": (  # the library's softmax by a computed name: the decomposition check calls tckd too
+        "tckd", [("### BEGIN SOLUTION", "q = getattr(torch, 'soft' + 'max')(student_logits / T, dim=-1)\n"
+                  "    ### BEGIN SOLUTION")],
+        ["test_tckd", "test_nckd", *DKD_LOST], "the notebook's functions called softmax"),
 }
 
 GAE_STEP = "running = delta + gamma * lam * keep * running"
