@@ -151,6 +151,20 @@ def _course_distillation(student_logits, teacher_logits, labels, T, alpha, beta)
     return distillation_loss(student_logits, teacher_logits, None, T, 1.0).to(student_logits.dtype)
 
 
+# ---------------------------------------------------------------------------------------------- lab 09
+def _course_gram(features, masks):
+    """The course's Gram matrix of the whole image: it has no masks."""
+    from karpa_lab.models.texture import gram_matrix
+
+    return gram_matrix(features)
+
+
+def _course_style(features_x, features_t, masks_x, masks_t):
+    from karpa_lab.models.texture import gram_matrix, texture_loss
+
+    return texture_loss([gram_matrix(f) for f in features_x], [gram_matrix(f) for f in features_t])
+
+
 CASES = {
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
@@ -172,6 +186,12 @@ CASES = {
                         {"test_tckd": "tckd at T = 1.0 is off by", "test_nckd": "nckd at T = 1.0 is off by",
                          "test_dkd_loss": "dkd_loss at T = 1.0, alpha = 1.0, beta = 1.0 is off by",
                          "test_dkd_gradient": "d loss / d student_logits at T = 2.0 is off by"}),
+    "09_gram_style": ({"guided_gram": _course_gram, "style_loss": _course_style},
+                      {"test_gram_shape": "the guided Gram matrix is (B, R, C, C)",
+                       "test_gram_values": "guided_gram, two regions has shape",
+                       "test_gram_gradient": "d/dF of sum(W * G) is off by",
+                       "test_style_loss": "style_loss, two layers, two regions is off by",
+                       "test_style_shift": "style loss of the texture rolled under masks that stay put"}),
 }
 
 

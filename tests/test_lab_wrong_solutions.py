@@ -279,27 +279,40 @@ POLICY = {
         ["test_gae_values", "test_gae_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
 }
 
-GRAM = "return torch.einsum(\"bim,bjm->bij\", flat, flat) / flat.shape[2]"
-STYLE = "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()"
+GRAM = "return sums / weights.sum(dim=2)[:, :, None, None]"
+GRAM_SUMS = 'sums = torch.einsum("brm,bim,bjm->brij", weights, flat, flat)'
+STYLE = "total = total + ((gx - gt).pow(2).sum(dim=(0, 2, 3)) / gt.pow(2).sum(dim=(0, 2, 3))).sum()"
+GRAM_LOST = ["test_gram_values", "test_gram_gradient", "test_style_loss"]
 GRAM_STYLE = {
-    "unnormalised": (  # F F^T without 1/M: the style of a texture then depends on its size
-        "gram_matrix", [(GRAM, GRAM.replace(" / flat.shape[2]", ""))],
-        ["test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"], "gram_matrix is off by"),
-    "transposed": (  # F^T F: a matrix over positions, (B, M, M)
-        "gram_matrix", [(GRAM, GRAM.replace("bim,bjm->bij", "bim,bin->bmn").replace("flat.shape[2]", "flat.shape[1]"))],
-        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
-        "the Gram matrix is (B, C, C)"),
+    "unnormalised": (  # F diag(w) F^T without dividing by the mask's sum: a region's style depends on its size
+        "guided_gram", [(GRAM, "return sums")], [*GRAM_LOST, "test_style_shift"], "guided_gram, two regions is off by"),
+    "divided_by_positions": (  # the plain Gram's 1/M kept: a small region's statistics look weak
+        "guided_gram", [(GRAM, "return sums / flat.shape[2]")], GRAM_LOST, "guided_gram, two regions is off by"),
+    "mask_squared": (  # the Gram of the masked features F * w: the mask counted twice, wrong for soft masks
+        "guided_gram", [(GRAM_SUMS, GRAM_SUMS.replace('"brm,bim,bjm->brij", weights,', '"brm,brm,bim,bjm->brij", '
+                                                      'weights, weights,'))],
+        GRAM_LOST, "d/dF of sum(W * G) is off by"),
+    "positions_gram": (  # a matrix over positions, (B, R, M, M)
+        "guided_gram", [(GRAM_SUMS, GRAM_SUMS.replace("brm,bim,bjm->brij", "brm,bim,bin->brmn"))],
+        ["test_gram_shape", *GRAM_LOST, "test_style_shift"], "the guided Gram matrix is (B, R, C, C)"),
+    "masks_ignored": (  # the plain Gram matrix of the whole image, once per region
+        "guided_gram", [(GRAM_SUMS, 'sums = torch.einsum("brm,bim,bjm->brij", torch.ones_like(weights), flat, flat)')],
+        [*GRAM_LOST, "test_style_shift"], "guided_gram, two regions is off by"),
+    "regions_pooled": (  # one relative error per layer over all the regions: a small region hardly counts
+        "style_loss", [(STYLE, "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()")], ["test_style_loss"],
+        "style_loss, two layers, two regions is off by"),
     "absolute": (  # the squared distance without dividing by the target's size
-        "style_loss", [(STYLE, STYLE.replace(" / gt.pow(2).sum()", ""))], ["test_style_loss"],
-        "style_loss, two layers"),
+        "style_loss", [(STYLE, "total = total + (gx - gt).pow(2).sum()")], ["test_style_loss"],
+        "style_loss, two layers, two regions is off by"),
     "last_layer_only": (  # one layer's loss returned instead of the sum over layers
         "style_loss", [(STYLE, STYLE.replace("total = total + ", "total = "))], ["test_style_loss"],
-        "style_loss, two layers"),
-    "alias_gram": (  # the course's own Gram matrix by a computed name
-        "gram_matrix", [("### BEGIN SOLUTION", "import importlib\n    texture = importlib.import_module("
-                         "'karpa_lab.models.' + 'texture')\n    return getattr(texture, 'gram_' + 'matrix')(features)\n"
+        "style_loss, two layers, two regions is off by"),
+    "alias_gram": (  # the course's own Gram matrix by a computed name (then masked): every test that reaches it
+        "guided_gram", [("### BEGIN SOLUTION", "import importlib\n    texture = importlib.import_module("
+                         "'karpa_lab.models.' + 'texture')\n    gram = getattr(texture, 'gram_' + 'matrix')\n"
+                         "    return torch.stack([gram(features * m[:, None]) for m in masks.unbind(1)], 1)\n"
                          "    ### BEGIN SOLUTION")],
-        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
+        ["test_gram_shape", *GRAM_LOST, "test_style_shift"],
         "karpa_lab.models.texture.gram_matrix, which this lab asks"),
 }
 
