@@ -1,10 +1,15 @@
 """The package a student installs does not carry the labs' answers: its nearest functions fail the graded tests.
 
-Each lab asks for a published variant of what ``karpa_lab`` implements for its lesson (lab 05 a circularly
-padded convolution, where ``karpa_lab.models.conv`` pads with zeros). Here every graded test cell of the lab
-runs, its hidden part included, in one namespace built from the lab's notebook: with the lab's own solution
-(the control: every test passes) and with the student's functions replaced by the package's nearest ones,
-which must fail each test named, on their values (a message of the lab's checks, not a refusal by name).
+Each lab asks for a published variant of what ``karpa_lab`` implements for its lesson: lab 05 a circularly
+padded convolution (``karpa_lab.models.conv`` pads with zeros), lab 06 beam search with GNMT's length penalty
+(``karpa_lab.models.captioning`` ranks by log-probability), lab 07 GAE(lambda) and an actor-critic loss
+(``karpa_lab.rl`` has returns-to-go and REINFORCE), lab 08 decoupled distillation (``karpa_lab.models.distill``
+has classic KD), lab 09 guided Gram matrices (``karpa_lab.models.texture`` has the whole image's). Here every
+graded test cell of the lab runs, its hidden part included, in one namespace built from the lab's notebook: with
+the lab's own solution (the control: every test passes) and with the student's functions replaced by the
+package's nearest ones, which must fail each test named, on their values (a message of the lab's checks, not a
+refusal by name). The grader refuses a call to those functions besides (grade.py's FORBIDDEN); this is about a
+student who reads the installed source and copies it.
 """
 
 from __future__ import annotations

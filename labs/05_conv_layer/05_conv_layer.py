@@ -286,8 +286,8 @@ for seed, (b, c_in, c_out, size, kernel, stride, padding) in enumerate([
 # same circular layer applied to $g$ with the kernel rotated by 180° and its in/out channels swapped, and the
 # same circular padding $p$. No zeros are needed because there is no border: the output is periodic like the
 # input, so the terms a zero-padded layer loses at the edges (and pads $g$ with $k-1-p$ zeros to express)
-# wrap around to the other side. With stride 2 the output pixel $(i, j)$ was computed at input position
+# wrap around to the other side. With stride 2 the output pixel $(i, j)$ is centred on input position
 # $(2i, 2j)$, so before that convolution $g$ is spread onto the H x W grid with a zero between neighbouring
-# values (a transposed convolution): each $g_{b,o,i,j}$ goes back to the position it was computed from. One
+# values (a transposed convolution): each $g_{b,o,i,j}$ goes back to the position its window is centred on. One
 # point for the rotated kernel with the same circular padding and no zeros, one for the zeros inserted by
 # the stride.
