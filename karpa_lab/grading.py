@@ -786,6 +786,9 @@ def tournament_share(step_fn: Callable, space, population_size: int, sample_size
 _FORBIDDEN_CONV = ("conv2d", "conv_transpose2d", "Conv2d", "convolution", "conv2d_input", "conv2d_weight",
                    "karpa_lab", "backward", "grad")
 _CONV_DIMS = "(batch, out_channels, H_out, W_out)"
+_PADDING_MODES = ("zeros", "circular")
+_ZERO_PADDED = ("x is padded with zeros: circular padding puts the last rows (columns) of x above (left of) it and "
+                "the first ones below (right of) it")
 
 
 def _pair_of(value) -> tuple[int, int]:
@@ -814,66 +817,86 @@ def _conv_call(fn: Callable, x, weight, bias, stride, padding):
     return _call(fn, what, x, weight, bias, stride, padding), what
 
 
+def _reference_conv2d(x, weight, bias, stride, padding, padding_mode: str) -> torch.Tensor:
+    """``F.conv2d``; with ``padding_mode="circular"`` x is first padded circularly (as ``nn.Conv2d`` does)."""
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+    if padding_mode == "zeros":
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    ph, pw = _pair_of(padding)
+    return F.conv2d(F.pad(x, (pw, pw, ph, ph), mode="circular"), weight, bias, stride=stride)
+
+
 def check_conv2d(fn: Callable, batch: int = 2, in_channels: int = 3, out_channels: int = 4, size=(7, 6),
-                 kernel=(3, 2), stride=1, padding=0, bias: bool = True, seed: int = 0, atol: float = 1e-8) -> None:
+                 kernel=(3, 2), stride=1, padding=0, bias: bool = True, seed: int = 0, atol: float = 1e-8,
+                 padding_mode: str = "zeros") -> None:
     r"""Compare ``fn(x, weight, bias, stride, padding)`` with ``F.conv2d`` in float64.
 
     .. math:: y_{b,o,i,j} = \text{bias}_o + \sum_{c,u,v} x^{pad}_{b,c,\,i s_h + u,\,j s_w + v}\, w_{o,c,u,v}
 
-    (cross-correlation: the kernel is not flipped). On a mismatch the message says which usual mistake your
-    numbers match: the kernel flipped, the bias left out, padding or stride ignored.
+    (cross-correlation: the kernel is not flipped). ``padding_mode`` says what :math:`x^{pad}` holds around x:
+    ``"zeros"``, or ``"circular"``: :math:`x^{pad}_{b,c,p,q} = x_{b,c,(p - p_h) \bmod H,\,(q - p_w) \bmod W}`,
+    each side padded with the rows (columns) of the opposite side. On a mismatch the message says which usual
+    mistake your numbers match: the kernel flipped, the bias left out, the wrong padding, padding or stride
+    ignored.
     """
     check_no_calls(fn, _FORBIDDEN_CONV, "this lab asks you to write the convolution yourself (loops, or "
                    "F.unfold and a matrix product)")
     x, weight, b = random_conv(batch, in_channels, out_channels, tuple(size), tuple(kernel), seed)
     b = b if bias else None
     got, what = _conv_call(fn, x, weight, b, stride, padding)
-    want = F.conv2d(x, weight, b, stride=stride, padding=padding)
+    want = _reference_conv2d(x, weight, b, stride, padding, padding_mode)
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
         try:
             check_tensor("output", got, want.shape, dims=_CONV_DIMS)
         except AssertionError as err:
             hint = _conv_shape_hint(x, weight, stride, padding)
             raise AssertionError(f"{err}\n  called with {what}; {hint}") from None
+    reference = "F.conv2d" + (" with circular padding" if padding_mode == "circular" else "")
     problem = _mismatch("output", got, want, atol, 0.0)
     if problem is None:
-        print(f"✓ {fn.__name__} matches F.conv2d ({what})")
+        print(f"✓ {fn.__name__} matches {reference} ({what})")
         return
     candidates = [("the kernel is flipped: a CNN's convolution is a cross-correlation, w[o, c, u, v] multiplies "
                    "x[..., i*stride + u, j*stride + v] as it is",
-                   (F.conv2d(x, weight.flip(2, 3), b, stride, padding),))]
+                   (_reference_conv2d(x, weight.flip(2, 3), b, stride, padding, padding_mode),))]
     if b is not None:
         candidates.append(("the bias is missing: add bias[o] to every pixel of output channel o",
-                           (F.conv2d(x, weight, None, stride, padding),)))
+                           (_reference_conv2d(x, weight, None, stride, padding, padding_mode),)))
+    if padding_mode == "circular":
+        candidates.append((_ZERO_PADDED, (F.conv2d(x, weight, b, stride, padding),)))
     hint = _first_match(candidates, (got,), atol)
-    raise AssertionError(f"{fn.__name__} does not match F.conv2d, called with {what}:\n  {problem}"
+    raise AssertionError(f"{fn.__name__} does not match {reference}, called with {what}:\n  {problem}"
                          + (f"\n  Your numbers match this mistake: {hint}." if hint else ""))
 
 
-def _conv_gradients(x, weight, bias, stride, padding, seed: int) -> tuple[torch.Tensor, ...]:
-    """grad_out, and autograd's (dL/dx, dL/dweight, dL/dbias) for L = sum(grad_out * conv2d(x, weight, bias))."""
+def _conv_gradients(x, weight, bias, stride, padding, grad_out, padding_mode: str) -> tuple[torch.Tensor, ...]:
+    """autograd's (dL/dx, dL/dweight, dL/dbias) for L = sum(grad_out * conv2d(x, weight, bias))."""
     x, weight, bias = (t.detach().requires_grad_() for t in (x, weight, bias))
-    y = F.conv2d(x, weight, bias, stride=stride, padding=padding)
-    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=y.dtype)
-    y.backward(grad_out)
-    return grad_out, x.grad, weight.grad, bias.grad
+    _reference_conv2d(x, weight, bias, stride, padding, padding_mode).backward(grad_out)
+    return x.grad, weight.grad, bias.grad
 
 
 def check_conv2d_backward(fn: Callable, only: str | None = None, batch: int = 2, in_channels: int = 3,
                           out_channels: int = 4, size=(7, 6), kernel=(3, 2), stride=1, padding=0, seed: int = 0,
-                          atol: float = 1e-8) -> None:
+                          atol: float = 1e-8, padding_mode: str = "zeros") -> None:
     r"""Compare ``fn(x, weight, grad_out, stride, padding) -> (grad_x, grad_weight, grad_bias)`` with autograd.
 
     With :math:`g = \partial L / \partial y` (B, C_out, H_out, W_out):
     :math:`\partial L/\partial w_{o,c,u,v} = \sum_{b,i,j} g_{b,o,i,j}\, x^{pad}_{b,c,i s_h+u,j s_w+v}`,
     :math:`\partial L/\partial \text{bias}_o = \sum_{b,i,j} g_{b,o,i,j}`, and :math:`\partial L/\partial x`
-    scatters each :math:`g_{b,o,i,j} w_{o,c,u,v}` back onto the input pixel it came from (then the padding is
-    cut off). ``only`` checks one of "grad_x", "grad_weight", "grad_bias" (all three by default).
+    scatters each :math:`g_{b,o,i,j} w_{o,c,u,v}` back onto the padded input pixel it came from; then the padding
+    is cut off (``padding_mode="zeros"``) or added onto the pixels it copies (``"circular"``). ``only`` checks one
+    of "grad_x", "grad_weight", "grad_bias", or the two "params" (all three by default).
     """
+    if only not in (None, "grad_x", "grad_weight", "grad_bias", "params"):
+        raise ValueError(f"only must be None, 'grad_x', 'grad_weight', 'grad_bias' or 'params', got {only!r}")
     check_no_calls(fn, _FORBIDDEN_CONV, "this lab asks you to derive the gradients yourself, without autograd or "
                    "a library convolution")
     x, weight, bias = random_conv(batch, in_channels, out_channels, tuple(size), tuple(kernel), seed)
-    grad_out, *want = _conv_gradients(x, weight, bias, stride, padding, seed)
+    shape = _reference_conv2d(x, weight, bias, stride, padding, padding_mode).shape
+    grad_out = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1), dtype=x.dtype)
+    want = _conv_gradients(x, weight, bias, stride, padding, grad_out, padding_mode)
     what = (f"x {tuple(x.shape)}, weight {tuple(weight.shape)}, grad_out {tuple(grad_out.shape)}, "
             f"stride={stride}, padding={padding}")
     got = _call(fn, what, x, weight, grad_out, stride, padding)
@@ -882,13 +905,20 @@ def check_conv2d_backward(fn: Callable, only: str | None = None, batch: int = 2,
     names = ("grad_x", "grad_weight", "grad_bias")
     dims = ("like x: (batch, in_channels, H, W)", "like weight: (out_channels, in_channels, kH, kW)",
             "like bias: (out_channels,)")
+    flipped = _conv_gradients(x, weight.flip(2, 3), bias, stride, padding, grad_out, padding_mode)[0]
     hints = {"grad_x": [("the kernel is flipped: each output pixel sends g * w[o, c, u, v] back to the input pixel "
-                         "that w[o, c, u, v] multiplied", F.conv_transpose2d(grad_out, weight.flip(2, 3),
-                                                                             stride=stride, padding=padding))],
+                         "that w[o, c, u, v] multiplied", flipped)],
              "grad_bias": [("the bias gradient is a mean: it is the sum of grad_out over batch, H_out and W_out",
                             grad_out.mean(dim=(0, 2, 3)))]}
+    if padding_mode == "circular":
+        zero_x, zero_w, _ = _conv_gradients(x, weight, bias, stride, padding, grad_out, "zeros")
+        hints["grad_x"].append(("the padding's gradient is cut off: circular padding copies rows and columns of x, so "
+                                "the gradient that reaches a padded copy must be added onto the pixel it copies",
+                                zero_x))
+        hints["grad_weight"] = [(_ZERO_PADDED, zero_w)]
+    parts = {"params": ("grad_weight", "grad_bias")}.get(only, names if only is None else (only,))
     for name, mine, ref, dim in zip(names, got, want, dims):
-        if only not in (None, name):
+        if name not in parts:
             continue
         check_tensor(name, mine, ref.shape, dims=dim)
         problem = _mismatch(name, mine, ref, atol, 0.0)
@@ -896,5 +926,5 @@ def check_conv2d_backward(fn: Callable, only: str | None = None, batch: int = 2,
             hint = _first_match([(h, (t,)) for h, t in hints.get(name, [])], (mine,), atol)
             raise AssertionError(f"{name} does not match autograd, called with {what}:\n  {problem}"
                                  + (f"\n  Your numbers match this mistake: {hint}." if hint else ""))
-    checked = f"{only} matches" if only else "grad_x, grad_weight and grad_bias match"
-    print(f"✓ {fn.__name__}: {checked} autograd ({what})")
+    checked = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    print(f"✓ {fn.__name__}: {checked} match{'es' if len(parts) == 1 else ''} autograd ({what})")

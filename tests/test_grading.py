@@ -428,3 +428,49 @@ def test_check_conv2d_backward_passes_the_reference_and_names_mistakes(capsys):
     assert "the kernel is flipped" in fails(grading.check_conv2d_backward, flipped_x, only="grad_x")
     assert "should return (grad_x, grad_weight, grad_bias)" in \
         fails(grading.check_conv2d_backward, lambda x, weight, grad_out, stride=1, padding=0: x)
+
+
+def _wrap(x, padding):
+    """x padded circularly by index: the row (column) of x each padded row (column) copies."""
+    (ph, pw) = (padding, padding) if isinstance(padding, int) else padding
+    rows = (torch.arange(x.shape[2] + 2 * ph) - ph) % x.shape[2]
+    cols = (torch.arange(x.shape[3] + 2 * pw) - pw) % x.shape[3]
+    return x[:, :, rows][:, :, :, cols], rows, cols
+
+
+def _circular(x, weight, bias=None, stride=1, padding=0):
+    return _conv(_wrap(x, padding)[0], weight, bias, stride, 0)
+
+
+def _circular_backward(x, weight, grad_out, stride=1, padding=0):
+    from karpa_lab.models.conv import conv2d_backward
+
+    xp, rows, cols = _wrap(x, padding)
+    grad_xp, grad_weight, grad_bias = conv2d_backward(xp, weight, grad_out, stride, 0)
+    grad_rows = grad_xp.new_zeros(*x.shape[:3], xp.shape[3]).index_add_(2, rows, grad_xp)
+    return torch.zeros_like(x).index_add_(3, cols, grad_rows), grad_weight, grad_bias
+
+
+def test_check_conv2d_with_circular_padding_names_the_zero_padding(capsys):
+    grading.check_conv2d(_circular, stride=(2, 1), padding=(1, 2), padding_mode="circular")
+    assert "✓ _circular matches F.conv2d with circular padding" in capsys.readouterr().out
+    message = fails(grading.check_conv2d, _conv, padding=1, padding_mode="circular")
+    assert "does not match F.conv2d with circular padding" in message and "x is padded with zeros" in message
+    grading.check_conv2d(_conv, padding=0, padding_mode="circular")  # without padding the two layers agree
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        grading.check_conv2d(_circular, padding=1, padding_mode="reflect")
+
+
+def test_check_conv2d_backward_with_circular_padding_names_the_cut_off_gradient(capsys):
+    from karpa_lab.models.conv import conv2d_backward
+
+    grading.check_conv2d_backward(_circular_backward, stride=2, padding=(1, 2), padding_mode="circular")
+    assert "grad_x, grad_weight and grad_bias match autograd" in capsys.readouterr().out
+    grading.check_conv2d_backward(_circular_backward, only="params", padding=3, size=(3, 4), padding_mode="circular")
+    assert "grad_weight and grad_bias match autograd" in capsys.readouterr().out
+    assert "the padding's gradient is cut off" in fails(grading.check_conv2d_backward, conv2d_backward,
+                                                       only="grad_x", padding=1, padding_mode="circular")
+    assert "x is padded with zeros" in fails(grading.check_conv2d_backward, conv2d_backward, only="params",
+                                             padding=1, padding_mode="circular")
+    with pytest.raises(ValueError, match="only must be"):
+        grading.check_conv2d_backward(_circular_backward, only="grad_w")

@@ -102,124 +102,217 @@ NAS = {
 
 
 CONV_KERNEL = ('weight[:, :, u, v])\n    return', 'weight.flip(2, 3)[:, :, u, v])\n    return')
+CONV_PAD = "xp = x[:, :, rows][:, :, :, cols]\n    h_out"
+CONV_FOLD = "grad_x = torch.zeros_like(x).index_add_(3, cols, grad_rows)"
+
+
+def pasted(module: str, name: str, imports: str) -> str:
+    """The source of one of the course's functions, as a student would paste it into a cell (with the imports
+    of its helpers): the grader cannot tell it from the student's own code, so only its values can lose it points."""
+    import importlib
+    import inspect
+
+    return f"{imports}\n\n\n{inspect.getsource(getattr(importlib.import_module(module), name))}\n\n"
+
+
 CONV = {
     "flipped_kernel": (  # the textbook convolution flips the kernel; F.conv2d (a cross-correlation) does not
-        "conv2d_forward", [CONV_KERNEL], ["test_forward_values"], "conv2d_forward does not match F.conv2d"),
+        "circular_conv2d", [CONV_KERNEL], ["test_forward_values"],
+        "circular_conv2d does not match F.conv2d with circular padding"),
+    "zero_padding": (  # zeros in the padding, as in an ordinary layer: the border forgets the opposite side
+        "circular_conv2d", [(CONV_PAD, CONV_PAD.replace("x[:, :, rows][:, :, :, cols]", "F.pad(x, (pw, pw, ph, ph))"))],
+        ["test_forward_shift", "test_forward_values"], "zeros in the padding break it at the border"),
     "no_padding": (  # right for padding 0, the wrong size otherwise
-        "conv2d_forward", [("xp = F.pad(x, (pw, pw, ph, ph))\n    h_out", "xp = x\n    h_out")],
-        ["test_forward_shapes", "test_forward_values"], "stride=2, padding=1: the output is"),
+        "circular_conv2d", [(CONV_PAD, CONV_PAD.replace("x[:, :, rows][:, :, :, cols]", "x"))],
+        ["test_forward_shift", "test_forward_values"], "stride=2, padding=1: the output is"),
     "flipped_grad_x": (  # half-remembering that "the gradient is a convolution with the flipped kernel"
-        "conv2d_backward", [('torch.einsum("bohw,oc->bchw", grad_out, weight[:, :, u, v])',
-                             'torch.einsum("bohw,oc->bchw", grad_out, weight.flip(2, 3)[:, :, u, v])')],
+        "circular_conv2d_backward", [('torch.einsum("bohw,oc->bchw", grad_out, weight[:, :, u, v])',
+                                      'torch.einsum("bohw,oc->bchw", grad_out, weight.flip(2, 3)[:, :, u, v])')],
+        ["test_grad_input"], "grad_x does not match autograd"),
+    "cut_off_padding": (  # the padding's gradient thrown away, as a zero-padded layer does
+        "circular_conv2d_backward", [(CONV_FOLD, "grad_x = grad_xp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]")],
         ["test_grad_input"], "grad_x does not match autograd"),
     "stride_blind_weight": (  # dL/dweight read from stride-1 windows whatever the stride
-        "conv2d_backward", [("grad_out, xp[:, :, rows, cols])", "grad_out, xp[:, :, u:u + h_out, v:v + w_out])")],
-        ["test_grad_weight"], "grad_weight does not match autograd"),
+        "circular_conv2d_backward", [("grad_out, xp[:, :, r, c])", "grad_out, xp[:, :, u:u + h_out, v:v + w_out])")],
+        ["test_grad_params"], "grad_weight does not match autograd"),
     "mean_bias": (
-        "conv2d_backward", [("grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")],
-        ["test_grad_bias"], "grad_bias does not match autograd"),
+        "circular_conv2d_backward", [("grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")],
+        ["test_grad_params"], "grad_bias does not match autograd"),
+    "pasted_course_forward": (  # the course's conv2d_im2col pasted into the cell: an ordinary, zero-padded layer
+        "circular_conv2d", [("def circular_conv2d(", pasted("karpa_lab.models.conv", "conv2d_im2col",
+                                                            "from karpa_lab.models.conv import ConvGeometry, _check")
+                             + "def circular_conv2d("),
+                            ("### BEGIN SOLUTION", "return conv2d_im2col(x, weight, bias, stride, padding)\n"
+                                                   "    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"], "zeros in the padding break it at the border"),
+    "pasted_course_backward": (  # and the course's conv2d_backward: its gradients are the zero-padded layer's
+        "circular_conv2d_backward", [("def circular_conv2d_backward(", pasted(
+            "karpa_lab.models.conv", "conv2d_backward", "from karpa_lab.models.conv import ConvGeometry, _check")
+            + "def circular_conv2d_backward("),
+            ("### BEGIN SOLUTION", "return conv2d_backward(x, weight, grad_out, stride, padding)\n"
+                                   "    ### BEGIN SOLUTION")],
+        ["test_grad_input", "test_grad_params"], "grad_x does not match autograd"),
     "alias_conv": (  # the library's convolution by a computed name
-        "conv2d_forward", [("### BEGIN SOLUTION", "return getattr(F, 'conv' + '2d')(x, weight, bias, stride, "
-                                                  "padding)\n    ### BEGIN SOLUTION")],
-        ["test_forward_shapes", "test_forward_values"], "called conv2d, which this lab asks you to write yourself"),
+        "circular_conv2d", [("### BEGIN SOLUTION", "xp = F.pad(x, (padding, padding) * 2, mode='circular')\n"
+                             "    return getattr(F, 'conv' + '2d')(xp, weight, bias, stride)\n    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"], "called conv2d, which this lab asks you to write yourself"),
     "switched_off": (  # the same, with torch function modes (the grader's watch among them) switched off
-        "conv2d_forward", [("### BEGIN SOLUTION", "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
-                            "        return getattr(F, 'conv' + '2d')(x, weight, bias, stride, padding)\n"
-                            "    ### BEGIN SOLUTION")],
-        ["test_forward_shapes", "test_forward_values"],
+        "circular_conv2d", [("### BEGIN SOLUTION", "with getattr(torch._C, 'DisableTorch' + 'Function')():\n"
+                             "        xp = F.pad(x, (padding, padding) * 2, mode='circular')\n"
+                             "        return getattr(F, 'conv' + '2d')(xp, weight, bias, stride)\n"
+                             "    ### BEGIN SOLUTION")],
+        ["test_forward_shift", "test_forward_values"],
         "torch._C.DisableTorchFunction (switched off the grader's watch)"),
     "autograd": (  # the gradients from autograd through the student's own forward pass, names hidden
-        "conv2d_backward", [("### BEGIN SOLUTION",
-                             "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
-                             "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
-                             "    y = conv2d_forward(x, weight, b, stride, padding)\n"
-                             "    getattr(y, 'back' + 'ward')(grad_out)\n"
-                             "    return tuple(getattr(t, 'gr' + 'ad') for t in (x, weight, b))\n"
-                             "    ### BEGIN SOLUTION")],
-        ["test_grad_input", "test_grad_weight", "test_grad_bias"], "the notebook's functions called backward"),
+        "circular_conv2d_backward", [("### BEGIN SOLUTION",
+                                      "x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()\n"
+                                      "    b = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)\n"
+                                      "    y = circular_conv2d(x, weight, b, stride, padding)\n"
+                                      "    getattr(y, 'back' + 'ward')(grad_out)\n"
+                                      "    return tuple(getattr(t, 'gr' + 'ad') for t in (x, weight, b))\n"
+                                      "    ### BEGIN SOLUTION")],
+        ["test_grad_input", "test_grad_params"], "the notebook's functions called backward"),
 }
 
-BEAM_KEEP = "kept = sorted(candidates, key=lambda item: -item[1])[:beam]"
+BEAM_LIVE = "live = sorted((c for c in candidates if c[0][-1] != EOS), key=lambda item: -item[1])[:beam]"
+BEAM_LP = "return seq, logprob / ((5 + len(seq)) / 6) ** alpha"
+SCORE_LP = "return score / ((5 + len(tokens)) / 6) ** alpha"
 BEAM = {
-    "last_step_sort": (  # candidates ranked by the last word's log-probability, not the whole sequence's
-        "beam_search", [(BEAM_KEEP, "kept = sorted(candidates, key=lambda item: -float(logp[t, item[0][-2] if "
-                                    "len(item[0]) > 1 else EOS, item[0][-1]]))[:beam]")],
+    "last_step_sort": (  # live sequences ranked by the last token's log-probability, not the whole sequence's
+        "beam_search", [(BEAM_LIVE, BEAM_LIVE.replace("key=lambda item: -item[1]", "key=lambda item: -float(logp["
+                                                      "t, item[0][-2] if len(item[0]) > 1 else EOS, item[0][-1]])"))],
         ["test_beam_reference"], "a hidden test failed"),
-    "no_finishing": (  # no length bookkeeping: a sequence that emitted EOS stays live and keeps growing
-        "beam_search", [("finished += [c for c in kept if c[0][-1] == EOS]\n"
-                         "        live = [c for c in kept if c[0][-1] != EOS]", "live = kept")],
-        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam as wide as the space: sequence 0"),
+    "finished_take_slots": (  # the k best of all candidates kept, finished ones among them: the beam thins out
+        "beam_search", [("finished += [finish(*c) for c in candidates if c[0][-1] == EOS]\n"
+                         "        live = sorted((c for c in candidates if c[0][-1] != EOS), key=lambda item: -item[1])"
+                         "[:beam]",
+                         "kept = sorted(candidates, key=lambda item: -item[1])[:beam]\n"
+                         "        finished += [finish(*c) for c in kept if c[0][-1] == EOS]\n"
+                         "        live = [c for c in kept if c[0][-1] != EOS]")],
+        ["test_beam_one", "test_beam_reference"], "beam 1, alpha 0.8, model 1: sequence 0 is"),
     "drops_full_length": (  # the sequences that reach the last step never counted as finished
-        "beam_search", [("return sorted(finished + live,", "return sorted(finished,")],
-        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "sequences returned, expected"),
+        "beam_search", [("    finished += [finish(*c) for c in live]\n", "")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam 1, alpha 0.8, model 0: sequence 0 is"),
+    "unpenalised_beam": (  # the finished sequences ranked and scored by log P alone, as the course's beam search does
+        "beam_search", [(BEAM_LP, "return seq, logprob")],
+        ["test_beam_one", "test_beam_reference", "test_beam_exhaustive"], "beam 1, alpha 0.8, model 0:"),
     "sums_probabilities": (  # probabilities added up instead of log-probabilities
-        "sequence_logprob", [("score += float(logp[t, last, token])", "score += float(logp[t, last, token].exp())")],
-        ["test_logprob"], "sequence_logprob(logp, [0]) ="),
+        "sequence_score", [("score += float(logp[t, last, token])", "score += float(logp[t, last, token].exp())")],
+        ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "unpenalised_score": (  # the plain log-probability
+        "sequence_score", [(SCORE_LP, "return score")], ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "length_to_alpha": (  # length normalisation |Y|^alpha instead of GNMT's ((5 + |Y|) / 6)^alpha
+        "sequence_score", [(SCORE_LP, "return score / len(tokens) ** alpha")], ["test_score"],
+        "sequence_score(logp, [2, 0], alpha=1.0) ="),
+    "length_without_eos": (  # |Y| counted without the EOS
+        "sequence_score", [(SCORE_LP, "return score / ((5 + len(tokens) - (tokens[-1] == EOS)) / 6) ** alpha")],
+        ["test_score"], "sequence_score(logp, [2, 0], alpha=1.0) ="),
 }
 
-KD_SOFT = "return alpha * T**2 * soft_cross_entropy(student_logits, teacher_logits, T) + (1 - alpha) * hard"
+KL_TERM = "return T**2 * (log_t.exp() * (log_t - log_s)).sum(dim=-1).mean()"
+DKD_SUM = ("return (alpha * tckd(student_logits, teacher_logits, labels, T)\n"
+           "            + beta * nckd(student_logits, teacher_logits, labels, T))")
+DKD_LOST = ["test_dkd_loss", "test_dkd_gradient"]
 DISTILL = {
-    "no_max_shift": (  # exp of the raw logits: NaN (inf / inf) for logits near 1000
-        "softmax_t", [("e = torch.exp(z - z.max(dim=-1, keepdim=True).values)", "e = torch.exp(z)")],
-        ["test_softmax"], "NaN"),
-    "hard_teacher": (  # the teacher's targets at T = 1 while the student is softened: so is the loss built on it
-        "soft_cross_entropy", [("p = softmax_t(teacher_logits.detach(), T)",
-                                "p = softmax_t(teacher_logits.detach(), 1.0)")],
-        ["test_soft_ce", "test_kd_loss", "test_kd_gradient"], "soft_cross_entropy at T = 3.0 is off by"),
+    "log_of_one_minus": (  # log(1 - p_t) from the probability: -inf once p_t rounds to 1 (a confident teacher)
+        "tckd", [("return torch.stack([z[target] - everything, rest - everything], dim=-1)",
+                  "return torch.stack([z[target] - everything, torch.log(1 - torch.exp(z[target] - everything))], "
+                  "dim=-1)")],
+        ["test_tckd"], "tckd with a confident teacher is nan"),
+    "reversed_kl": (  # KL(student || teacher): the mode-seeking direction
+        "tckd", [(KL_TERM, "return T**2 * (log_s.exp() * (log_s - log_t)).sum(dim=-1).mean()")],
+        ["test_tckd", "test_nckd", *DKD_LOST], "tckd at T = 1.0 is off by"),
+    "not_renormalised": (  # the non-target probabilities p_i used as they are, without dividing by 1 - p_t
+        "nckd", [("return z - torch.logsumexp(z, dim=-1, keepdim=True)",
+                  "return z - torch.logsumexp(logits / T, dim=-1, keepdim=True)")],
+        ["test_nckd", *DKD_LOST], "nckd at T = 1.0 is off by"),
+    "target_not_removed": (  # the KL over all the classes: classic KD's term, not the non-target one
+        "nckd", [("z = (logits / T)[~F.one_hot(labels, logits.shape[-1]).bool()].view(len(logits), -1)",
+                  "z = logits / T")],
+        ["test_nckd", *DKD_LOST], "nckd at T = 1.0 is off by"),
     "no_t_squared": (
-        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("alpha * T**2 *", "alpha *"))],
-        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
-    "t_not_squared": (
-        "distillation_loss", [(KD_SOFT, KD_SOFT.replace("T**2", "T"))],
-        ["test_kd_loss", "test_kd_gradient"], "distillation_loss at T = 4.0, alpha = 0.9 is off by"),
-    "alias_softmax": (  # the library's softmax by a computed name: every part calls softmax_t
-        "softmax_t", [("### BEGIN SOLUTION", "return getattr(torch, 'soft' + 'max')(logits / T, dim=-1)\n"
-                                             "    ### BEGIN SOLUTION")],
-        ["test_softmax", "test_soft_ce", "test_kd_loss", "test_kd_gradient"],
-        "the notebook's functions called softmax"),
+        "nckd", [(KL_TERM, KL_TERM.replace("T**2 * ", ""))], ["test_nckd", *DKD_LOST], "nckd at T = 3.0 is off by"),
+    "weights_swapped": (
+        "dkd_loss", [(DKD_SUM, DKD_SUM.replace("alpha *", "BETA *").replace("beta *", "alpha *")
+                      .replace("BETA *", "beta *"))],
+        DKD_LOST, "dkd_loss at T = 4.0, alpha = 1.0, beta = 8.0 is off by"),
+    "alias_softmax": (  # the library's softmax by a computed name: the decomposition check calls tckd too
+        "tckd", [("### BEGIN SOLUTION", "q = getattr(torch, 'soft' + 'max')(student_logits / T, dim=-1)\n"
+                  "    ### BEGIN SOLUTION")],
+        ["test_tckd", "test_nckd", *DKD_LOST], "the notebook's functions called softmax"),
 }
 
-LOSS = "return -(advantage * logp).mean()"
+GAE_STEP = "running = delta + gamma * lam * keep * running"
+AC_LOSS = "return -(advantages * logp).mean() + value_coef * (values - targets).pow(2).mean()"
 POLICY = {
     "not_reversed": (  # the recursion run forwards: each step gets what came before it (on the corridor, whose
-        # only reward is the last step's, the policy still learns: Part 1's tests are the ones that catch it)
-        "returns_to_go", [("for t in range(len(rewards) - 1, -1, -1):", "for t in range(len(rewards)):")],
-        ["test_returns_values", "test_returns_reset"], "returns_to_go, gamma 0.5 is off by"),
-    "no_reset": (  # the discount never reset: one episode's return takes in the next one's rewards
-        "returns_to_go", [("running = rewards[t] + gamma * running * (0.0 if dones[t] else 1.0)",
-                           "running = rewards[t] + gamma * running")],
-        ["test_returns_reset"], "returns_to_go over two episodes is off by"),
-    "baseline_after_product": (  # the baseline subtracted from the loss instead of from each return
-        "reinforce_loss", [(LOSS, "return -(returns.detach() * logp).mean() + baseline.mean()")],
-        ["test_loss_values", "test_loss_gradient"], "reinforce_loss is off by"),
-    "alias_course_returns": (  # the course's own returns by a computed name
-        "returns_to_go", [("### BEGIN SOLUTION", "import importlib\n    rl = importlib.import_module('karpa_lab.' + "
-                           "'rl')\n    return getattr(rl, 'discounted_' + 'returns')(rewards, dones, gamma)\n"
-                           "    ### BEGIN SOLUTION")],
-        ["test_returns_values", "test_returns_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
+        # only reward is the last step's, the policy and its critic still learn: Part 1's tests catch it)
+        "gae", [("for t in range(len(rewards) - 1, -1, -1):", "for t in range(len(rewards)):")],
+        ["test_gae_values", "test_gae_reset"], "gae, gamma 0.9, lambda 0.5 is off by"),
+    "no_reset": (  # the sum of TD errors never reset: one episode's advantage takes in the next one's (on the
+        # corridor the advantages then mix episodes, and the trained policy almost never wins)
+        "gae", [(GAE_STEP, GAE_STEP.replace(" * keep", ""))], ["test_gae_reset", "test_training"],
+        "gae over two episodes, lambda 0.5 is off by"),
+    "bootstraps_across": (  # the next episode's first value used as the value after an episode's end
+        "gae", [("delta = rewards[t] + gamma * keep * next_value - values[t]",
+                 "delta = rewards[t] + gamma * next_value - values[t]")], ["test_gae_reset"],
+        "gae over two episodes, lambda 0.5 is off by"),
+    "lambda_without_gamma": (  # the TD errors discounted by lambda alone
+        "gae", [(GAE_STEP, GAE_STEP.replace("gamma * lam", "lam"))], ["test_gae_values", "test_gae_reset"],
+        "gae, gamma 0.9, lambda 0.5 is off by"),
+    "target_not_detached": (  # the critic's target left attached: V - (A + V) = -A has no gradient in V
+        "actor_critic_loss", [("targets = (advantages + values).detach()", "targets = advantages + values")],
+        ["test_loss_gradient", "test_training"], "d loss / d values is off by"),
+    "advantage_not_detached": (  # the actor's term pushes the critic through the advantage
+        "actor_critic_loss", [("    advantages = advantages.detach()\n", "")], ["test_loss_gradient"],
+        "d loss / d values is off by"),
+    "summed": (  # sums over the steps instead of means: the step size grows with the batch
+        "actor_critic_loss", [(AC_LOSS, AC_LOSS.replace(".mean()", ".sum()"))],
+        ["test_loss_values", "test_loss_gradient", "test_training"], "actor_critic_loss, c = 0.5 is off by"),
+    "no_critic_term": (  # the course's REINFORCE loss on the advantages: the critic never learns
+        "actor_critic_loss", [(AC_LOSS, "return -(advantages * logp).mean()")],
+        ["test_loss_values", "test_loss_gradient", "test_training"], "the critic should have learned"),
+    "alias_course_returns": (  # the course's returns by a computed name, minus the values (GAE at lambda = 1)
+        "gae", [("### BEGIN SOLUTION", "import importlib\n    rl = importlib.import_module('karpa_lab.' + 'rl')\n"
+                 "    return getattr(rl, 'discounted_' + 'returns')(rewards, dones, gamma).double() - values\n"
+                 "    ### BEGIN SOLUTION")],
+        ["test_gae_values", "test_gae_reset", "test_training"], "karpa_lab.rl.discounted_returns"),
 }
 
-GRAM = "return torch.einsum(\"bim,bjm->bij\", flat, flat) / flat.shape[2]"
-STYLE = "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()"
+GRAM = "return sums / weights.sum(dim=2)[:, :, None, None]"
+GRAM_SUMS = 'sums = torch.einsum("brm,bim,bjm->brij", weights, flat, flat)'
+STYLE = "total = total + ((gx - gt).pow(2).sum(dim=(0, 2, 3)) / gt.pow(2).sum(dim=(0, 2, 3))).sum()"
+GRAM_LOST = ["test_gram_values", "test_gram_gradient", "test_style_loss"]
 GRAM_STYLE = {
-    "unnormalised": (  # F F^T without 1/M: the style of a texture then depends on its size
-        "gram_matrix", [(GRAM, GRAM.replace(" / flat.shape[2]", ""))],
-        ["test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"], "gram_matrix is off by"),
-    "transposed": (  # F^T F: a matrix over positions, (B, M, M)
-        "gram_matrix", [(GRAM, GRAM.replace("bim,bjm->bij", "bim,bin->bmn").replace("flat.shape[2]", "flat.shape[1]"))],
-        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
-        "the Gram matrix is (B, C, C)"),
+    "unnormalised": (  # F diag(w) F^T without dividing by the mask's sum: a region's style depends on its size
+        "guided_gram", [(GRAM, "return sums")], [*GRAM_LOST, "test_style_shift"], "guided_gram, two regions is off by"),
+    "divided_by_positions": (  # the plain Gram's 1/M kept: a small region's statistics look weak
+        "guided_gram", [(GRAM, "return sums / flat.shape[2]")], GRAM_LOST, "guided_gram, two regions is off by"),
+    "mask_squared": (  # the Gram of the masked features F * w: the mask counted twice, wrong for soft masks
+        "guided_gram", [(GRAM_SUMS, GRAM_SUMS.replace('"brm,bim,bjm->brij", weights,', '"brm,brm,bim,bjm->brij", '
+                                                      'weights, weights,'))],
+        GRAM_LOST, "d/dF of sum(W * G) is off by"),
+    "positions_gram": (  # a matrix over positions, (B, R, M, M)
+        "guided_gram", [(GRAM_SUMS, GRAM_SUMS.replace("brm,bim,bjm->brij", "brm,bim,bin->brmn"))],
+        ["test_gram_shape", *GRAM_LOST, "test_style_shift"], "the guided Gram matrix is (B, R, C, C)"),
+    "masks_ignored": (  # the plain Gram matrix of the whole image, once per region
+        "guided_gram", [(GRAM_SUMS, 'sums = torch.einsum("brm,bim,bjm->brij", torch.ones_like(weights), flat, flat)')],
+        [*GRAM_LOST, "test_style_shift"], "guided_gram, two regions is off by"),
+    "regions_pooled": (  # one relative error per layer over all the regions: a small region hardly counts
+        "style_loss", [(STYLE, "total = total + (gx - gt).pow(2).sum() / gt.pow(2).sum()")], ["test_style_loss"],
+        "style_loss, two layers, two regions is off by"),
     "absolute": (  # the squared distance without dividing by the target's size
-        "style_loss", [(STYLE, STYLE.replace(" / gt.pow(2).sum()", ""))], ["test_style_loss"],
-        "style_loss, two layers"),
+        "style_loss", [(STYLE, "total = total + (gx - gt).pow(2).sum()")], ["test_style_loss"],
+        "style_loss, two layers, two regions is off by"),
     "last_layer_only": (  # one layer's loss returned instead of the sum over layers
         "style_loss", [(STYLE, STYLE.replace("total = total + ", "total = "))], ["test_style_loss"],
-        "style_loss, two layers"),
-    "alias_gram": (  # the course's own Gram matrix by a computed name
-        "gram_matrix", [("### BEGIN SOLUTION", "import importlib\n    texture = importlib.import_module("
-                         "'karpa_lab.models.' + 'texture')\n    return getattr(texture, 'gram_' + 'matrix')(features)\n"
+        "style_loss, two layers, two regions is off by"),
+    "alias_gram": (  # the course's own Gram matrix by a computed name (then masked): every test that reaches it
+        "guided_gram", [("### BEGIN SOLUTION", "import importlib\n    texture = importlib.import_module("
+                         "'karpa_lab.models.' + 'texture')\n    gram = getattr(texture, 'gram_' + 'matrix')\n"
+                         "    return torch.stack([gram(features * m[:, None]) for m in masks.unbind(1)], 1)\n"
                          "    ### BEGIN SOLUTION")],
-        ["test_gram_shape", "test_gram_values", "test_gram_gradient", "test_style_loss", "test_style_shift"],
+        ["test_gram_shape", *GRAM_LOST, "test_style_shift"],
         "karpa_lab.models.texture.gram_matrix, which this lab asks"),
 }
 
@@ -257,7 +350,9 @@ def test_lab04_wrong_solutions_lose_their_part(tmp_path, sandbox):
 
 def test_lab05_wrong_solutions_lose_their_part(tmp_path, sandbox):
     course = grade_variants(tmp_path, "05_conv_layer", CONV)
-    for student, hint in [("flipped_kernel", "the kernel is flipped"), ("mean_bias", "the bias gradient is a mean")]:
+    for student, hint in [("flipped_kernel", "the kernel is flipped"), ("mean_bias", "the bias gradient is a mean"),
+                          ("zero_padding", "x is padded with zeros"),
+                          ("cut_off_padding", "must be added onto the pixel it copies")]:
         graded = course / "autograded" / student / "05_conv_layer" / "05_conv_layer.ipynb"
         assert hint in graded.read_text(encoding="utf-8"), f"{student}'s feedback names the mistake"
 
