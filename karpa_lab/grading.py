@@ -134,57 +134,63 @@ def _call(fn: Callable, what: str, *args):
         raise AssertionError(f"{fn.__name__} raised {type(err).__name__}: {err}\n  called with {what}") from err
 
 
-# ---------------------------------------------------------------- LSTM (lab 01)
+# ---------------------------------------------------------------- LSTM with a projection (lab 01)
 
 LSTM_GATES = ("i", "f", "g", "o")
 _SHUT, _OPEN = -40.0, 40.0  # a pre-activation bias (in each of b_ih and b_hh) that pins σ or tanh at 0/-1 or 1
 _FORBIDDEN_LSTM = ("LSTMCell", "LSTM", "lstm_step", "lstm_sequence", "_VF", "karpa_lab")
+_LSTM_WEIGHTS = ("weight_ih", "weight_hh", "weight_hr", "bias_ih", "bias_hh")  # the order of the lab's arguments
 
 
-def random_lstm_cell(input_size: int, hidden_size: int, seed: int = 0, bias: bool = True,
-                     dtype: torch.dtype = torch.float64) -> nn.LSTMCell:
-    """An ``nn.LSTMCell`` with weights uniform in [-1, 1] from ``seed`` (large enough that every gate matters)."""
+def random_lstm(input_size: int, hidden_size: int, proj_size: int, seed: int = 0, bias: bool = True,
+                dtype: torch.dtype = torch.float64) -> nn.LSTM:
+    """A one-layer ``nn.LSTM`` with a projection (``proj_size < hidden_size``), weights uniform in [-1, 1] from
+    ``seed`` (large enough that every gate matters)."""
     gen = torch.Generator().manual_seed(seed)
-    cell = nn.LSTMCell(input_size, hidden_size, bias=bias).to(dtype)
+    lstm = nn.LSTM(input_size, hidden_size, proj_size=proj_size, bias=bias).to(dtype)
     with torch.no_grad():
-        for p in cell.parameters():
+        for p in lstm.parameters():
             p.copy_(torch.rand(p.shape, generator=gen, dtype=dtype) * 2 - 1)
-    return cell
+    return lstm
 
 
-def _params(cell: nn.LSTMCell | nn.LSTM) -> tuple:
-    sfx = "" if isinstance(cell, nn.LSTMCell) else "_l0"
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return tuple(getattr(cell, n + sfx, None) for n in names)
+def _params(lstm: nn.LSTM) -> tuple:
+    """weight_ih (4H, D), weight_hh (4H, P), weight_hr (P, H), bias_ih and bias_hh (4H,) or None."""
+    return tuple(getattr(lstm, name + "_l0", None) for name in _LSTM_WEIGHTS)
 
 
-def _pin_gates(ref: nn.LSTMCell, pinned: dict[str, float]) -> nn.LSTMCell:
+def _one_step(lstm: nn.LSTM, x, h, c) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nn.LSTM``'s (h_next (B, P), c_next (B, H)) after one step from (h, c)."""
+    with torch.no_grad():
+        _, (h_next, c_next) = lstm(x[None], (h[None], c[None]))
+    return h_next[0], c_next[0]
+
+
+def _pin_gates(ref: nn.LSTM, pinned: dict[str, float]) -> nn.LSTM:
     """A copy of ``ref`` where each gate in ``pinned`` has zero weights and a huge bias: σ/tanh saturate."""
-    cell = copy.deepcopy(ref)
-    H = cell.hidden_size
+    lstm = copy.deepcopy(ref)
+    H = lstm.hidden_size
     with torch.no_grad():
         for gate, value in pinned.items():
             rows = slice(LSTM_GATES.index(gate) * H, (LSTM_GATES.index(gate) + 1) * H)
-            for p in (cell.weight_ih, cell.weight_hh):
+            for p in (lstm.weight_ih_l0, lstm.weight_hh_l0):
                 p[rows] = 0.0
-            for p in (cell.bias_ih, cell.bias_hh):
+            for p in (lstm.bias_ih_l0, lstm.bias_hh_l0):
                 p[rows] = value
-    return cell
+    return lstm
 
 
-def _shapes(x, h, c, cell) -> str:
-    w_ih, w_hh = _params(cell)[:2]
-    return (f"x {tuple(x.shape)}, h {tuple(h.shape)}, c {tuple(c.shape)}, "
-            f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}")
+def _shapes(x, h, c, lstm) -> str:
+    w_ih, w_hh, w_hr = _params(lstm)[:3]
+    return (f"x {tuple(x.shape)}, h {tuple(h.shape)}, c {tuple(c.shape)}, weight_ih {tuple(w_ih.shape)}, "
+            f"weight_hh {tuple(w_hh.shape)}, weight_hr {tuple(w_hr.shape)}")
 
 
-def _run_cell(fn: Callable, cell: nn.LSTMCell, x, h, c):
-    """The learner's output and nn.LSTMCell's on the same inputs (the inputs are passed as copies)."""
-    out = _call(fn, _shapes(x, h, c, cell), x.clone(), h.clone(), c.clone(),
-                *(p.detach() if p is not None else None for p in _params(cell)))
-    with torch.no_grad():
-        ref = cell(x, (h, c))
-    return out, ref
+def _run_cell(fn: Callable, lstm: nn.LSTM, x, h, c):
+    """The learner's output and nn.LSTM's on the same inputs (the inputs are passed as copies)."""
+    out = _call(fn, _shapes(x, h, c, lstm), x.clone(), h.clone(), c.clone(),
+                *(p.detach() if p is not None else None for p in _params(lstm)))
+    return out, _one_step(lstm, x, h, c)
 
 
 # Each diagnosis pins some gates so that one unknown is left in c_t (or in h_t for the output gate).
@@ -193,11 +199,11 @@ _GATE_TESTS = (
     ("i", "input gate i", {"f": _SHUT, "g": _OPEN}, 1, "with f = 0 and g = 1, c_t must be i"),
     ("g", "candidate g", {"f": _SHUT, "i": _OPEN}, 1, "with f = 0 and i = 1, c_t must be g = tanh(a_g) (tanh, not σ)"),
     ("o", "output gate o", {"f": _SHUT, "i": _OPEN, "g": _OPEN}, 0,
-     "with c_t = 1, h_t must be o ⊙ tanh(1): h_t = o ⊙ tanh(c_t)"),
+     "with c_t = 1, h_t must be (o ⊙ tanh(1)) @ weight_hr.T: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T"),
 )
 
 
-def _gate_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+def _gate_report(fn: Callable, ref: nn.LSTM, x, h, c, atol: float) -> list[str]:
     H = ref.hidden_size
     lines = []
     for gate, title, pinned, which, rule in _GATE_TESTS:
@@ -217,56 +223,70 @@ def _gate_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[s
     return lines
 
 
-def _term_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+def _term_report(fn: Callable, ref: nn.LSTM, x, h, c, atol: float) -> list[str]:
     """When every gate passes alone, find the term that breaks the full step: the biases, x or h."""
     no_bias = copy.deepcopy(ref)
     with torch.no_grad():
-        no_bias.bias_ih.zero_()
-        no_bias.bias_hh.zero_()
+        no_bias.bias_ih_l0.zero_()
+        no_bias.bias_hh_l0.zero_()
     trials = (
         (no_bias, x, h, "with both biases at zero: add b_ih and b_hh (each (4H,)) to the pre-activations"),
-        (ref, x, torch.zeros_like(h), "with h_{t-1} = 0: look at the recurrent term h_{t-1} (B, H) @ W_hh.T (H, 4H)"),
+        (ref, x, torch.zeros_like(h), "with h_{t-1} = 0: look at the recurrent term h_{t-1} (B, P) @ W_hh.T (P, 4H)"),
         (ref, torch.zeros_like(x), h, "with x_t = 0: look at the input term x_t (B, D) @ W_ih.T (D, 4H)"),
     )
-    for cell, xx, hh, hint in trials:
-        out, expected = _run_cell(fn, cell, xx, hh, c)
+    for lstm, xx, hh, hint in trials:
+        out, expected = _run_cell(fn, lstm, xx, hh, c)
         if max(max_error(out[0], expected[0]), max_error(out[1], expected[1])) <= atol:
             return [f"  Every gate is right {hint}."]
     return []
 
 
-def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, batch: int = 3,
-                    seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh) -> (h_next, c_next)`` with ``nn.LSTMCell``.
+def _check_state(out, B: int, H: int, P: int, fn_name: str) -> None:
+    """Raise unless ``out`` is a pair (h_next (B, P), c_next (B, H)) of float64 tensors."""
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise AssertionError(f"{fn_name} should return a pair (h_next, c_next), got {type(out).__name__}"
+                             + (f" of length {len(out)}" if isinstance(out, tuple | list) else ""))
+    if isinstance(out[0], torch.Tensor) and tuple(out[0].shape) == (B, H) and H != P:
+        raise AssertionError(f"h_next has shape {(B, H)} = (batch, hidden_size): that is o ⊙ tanh(c_t) before the "
+                             f"projection. Project it: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T, (batch, proj_size) = "
+                             f"{(B, P)}")
+    check_tensor("h_next", out[0], (B, P), dims="(batch, proj_size)", dtype=torch.float64)
+    check_tensor("c_next", out[1], (B, H), dims="(batch, hidden_size)", dtype=torch.float64)
 
-    Float64 inputs x (B, D), h and c (B, H); weights in PyTorch's layout, gates stacked [i, f, g, o].
-    On a mismatch the message names the tensor and, by pinning the other gates open or shut so that one
-    gate alone decides c_t (or h_t), which gate is wrong; then which term (biases, x or h) if none is.
+
+def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, proj_size: int = 2, batch: int = 3,
+                    seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, h, c, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh) -> (h_next, c_next)`` with one
+    step of ``nn.LSTM(..., proj_size=P)``, the LSTM with a projection.
+
+    Float64 inputs x (B, D), h (B, P) and c (B, H); weights in PyTorch's layout, gates stacked [i, f, g, o]:
+    weight_ih (4H, D), weight_hh (4H, P), weight_hr (P, H). On a mismatch the message names the tensor and,
+    by pinning the other gates open or shut so that one gate alone decides c_t (or h_t), which gate is wrong;
+    then which term (biases, x or h) if none is, or the projection when c_next is right.
     """
     check_no_calls(fn, _FORBIDDEN_LSTM, "this lab asks you to write the gate equations yourself")
-    B, D, H = batch, input_size, hidden_size
-    ref = random_lstm_cell(D, H, seed)
+    B, D, H, P = batch, input_size, hidden_size, proj_size
+    ref = random_lstm(D, H, P, seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    x, h, c = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (D, H, H))
+    x, h, c = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (D, P, H))
     copies = (x.clone(), h.clone(), c.clone())
     out = _call(fn, _shapes(x, h, c, ref), x, h, c, *(p.detach() for p in _params(ref)))
     if any(not torch.equal(a, b) for a, b in zip((x, h, c), copies)):
         raise AssertionError(f"{fn.__name__} changed its inputs in place (e.g. c *= f or c.mul_(f)): "
                              "compute c_next and h_next as new tensors")
-    if not isinstance(out, tuple | list) or len(out) != 2:
-        raise AssertionError(f"{fn.__name__} should return a pair (h_next, c_next), got {type(out).__name__}"
-                             + (f" of length {len(out)}" if isinstance(out, tuple | list) else ""))
-    for name, value in zip(("h_next", "c_next"), out):
-        check_tensor(name, value, (B, H), dims="(batch, hidden_size)", dtype=torch.float64)
-    with torch.no_grad():
-        expected = ref(x, (h, c))
+    _check_state(out, B, H, P, fn.__name__)
+    expected = _one_step(ref, x, h, c)
     problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("h_next", "c_next"), out, expected)) if p]
+    shape = f"B={B}, D={D}, H={H}, P={P}"
     if not problems:
         err = max(max_error(a, e) for a, e in zip(out, expected))
-        print(f"✓ {fn.__name__} matches nn.LSTMCell (B={B}, D={D}, H={H}; max abs error {err:.1e})")
+        print(f"✓ {fn.__name__} matches nn.LSTM with proj_size ({shape}; max abs error {err:.1e})")
         return
-    report = [f"{fn.__name__} does not match nn.LSTMCell (B={B}, D={D}, H={H}, float64):"]
+    report = [f"{fn.__name__} does not match nn.LSTM with proj_size ({shape}, float64):"]
     report += [f"  {p}" for p in problems]
+    if len(problems) == 1 and problems[0].startswith("h_next"):
+        report.append("  c_next matches, so the gates and the cell are right: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T, "
+                      "the output gate times tanh of the new cell (B, H), then the projection to (B, P)")
     term = _term_report(fn, ref, x, h, c, atol)
     if term:
         report += term
@@ -276,58 +296,73 @@ def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, bat
     raise AssertionError("\n".join(report))
 
 
-def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4, batch: int = 2, steps: int = 6,
-                        seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, state, weight_ih, weight_hh, bias_ih, bias_hh) -> (outputs, (h_T, c_T))`` with ``nn.LSTM``.
+def _sequence_hint(outputs, expected, t: int, given: bool, atol: float) -> str:
+    """What it means that the outputs first go wrong at step ``t``."""
+    if max_error(outputs.flip(0), expected) <= atol:
+        return "your outputs are in reverse time order: outputs[t] must be h after step t"
+    if t == 0 and not given:
+        return ("already step 0 is off: with state=None start from zeros, h_0 (B, P) and c_0 (B, H); "
+                "then check your lstm_cell with check_lstm_cell")
+    if t == 0:
+        return "step 0 is off only when a state is given: start from the (h_0, c_0) you are passed"
+    done = "step 0 matches" if t == 1 else f"steps 0 to {t - 1} match"
+    return f"{done} and step {t} does not: feed the (h, c) returned by step t-1 into step t (both of them)"
 
-    x is (T, B, D), time first; ``state`` is None (zeros) or ``(h_0, c_0)`` each (B, H); outputs is (T, B, H).
-    On a mismatch the message says at which time step your outputs first go wrong, and what that suggests.
+
+def _run_sequence(fn: Callable, x: torch.Tensor, state, label: str, ref: nn.LSTM):
+    """The learner's sequence from ``state`` (copies of the inputs); an error says what the state should be."""
+    try:
+        return fn(x.clone(), None if state is None else tuple(s.clone() for s in state),
+                  *(p.detach() for p in _params(ref)))
+    except NotImplementedError:
+        raise
+    except Exception as err:
+        hint = ("start from h_0 = zeros (B, P) and c_0 = zeros (B, H), two sizes" if state is None else
+                "h_0 is (B, P) and c_0 is (B, H)")
+        raise AssertionError(f"{fn.__name__} raised {type(err).__name__} with {label} ({hint}): {err}\n  called with "
+                             f"x {tuple(x.shape)} = (time, batch, input_size), H={ref.hidden_size}, "
+                             f"P={ref.proj_size}") from err
+
+
+def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4, proj_size: int = 2, batch: int = 2,
+                        steps: int = 6, seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, state, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh) -> (outputs, (h_T, c_T))`` with
+    ``nn.LSTM(..., proj_size=P)``.
+
+    x is (T, B, D), time first; ``state`` is None (zeros) or ``(h_0, c_0)``, h_0 (B, P) and c_0 (B, H);
+    outputs is (T, B, P). On a mismatch the message says at which time step your outputs first go wrong,
+    and what that suggests.
     """
     check_no_calls(fn, _FORBIDDEN_LSTM, "run your own lstm_cell over time, step by step")
-    T, B, D, H = steps, batch, input_size, hidden_size
-    cell = random_lstm_cell(D, H, seed)
-    ref = nn.LSTM(D, H).double()
-    with torch.no_grad():
-        for name, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), _params(cell)):
-            getattr(ref, name + "_l0").copy_(p)
+    T, B, D, H, P = steps, batch, input_size, hidden_size, proj_size
+    ref = random_lstm(D, H, P, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(T, B, D, generator=gen, dtype=torch.float64)
-    h0, c0 = (torch.randn(B, H, generator=gen, dtype=torch.float64) for _ in range(2))
+    h0, c0 = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (P, H))
     for state, label in ((None, "state=None"), ((h0, c0), "a given (h_0, c_0)")):
-        what = f"x {tuple(x.shape)} = (time, batch, input_size) and {label}"
-        out = _call(fn, what, x.clone(), None if state is None else (h0.clone(), c0.clone()),
-                    *(p.detach() for p in _params(cell)))
+        out = _run_sequence(fn, x, state, label, ref)
         if not isinstance(out, tuple | list) or len(out) != 2 or not isinstance(out[1], tuple | list) \
                 or len(out[1]) != 2:
             raise AssertionError(f"{fn.__name__} should return (outputs, (h_T, c_T)), got {type(out).__name__}")
         outputs, (h_T, c_T) = out
-        check_tensor("outputs", outputs, (T, B, H), dims="(time, batch, hidden_size)", dtype=torch.float64)
-        check_tensor("h_T", h_T, (B, H), dims="(batch, hidden_size)")
+        check_tensor("outputs", outputs, (T, B, P), dims="(time, batch, proj_size)", dtype=torch.float64)
+        check_tensor("h_T", h_T, (B, P), dims="(batch, proj_size)")
         check_tensor("c_T", c_T, (B, H), dims="(batch, hidden_size)")
         with torch.no_grad():
             exp_out, (exp_h, exp_c) = ref(x, None if state is None else (h0[None], c0[None]))
         bad = [t for t in range(T) if max_error(outputs[t], exp_out[t]) > atol]
         if bad:
             t = bad[0]
-            head = f"{fn.__name__} does not match nn.LSTM (T={T}, B={B}, D={D}, H={H}) with {label}:\n  "
+            head = f"{fn.__name__} does not match nn.LSTM with proj_size (T={T}, B={B}, D={D}, H={H}, P={P}), {label}:"
             line = _mismatch(f"outputs[{t}]", outputs[t], exp_out[t], atol, 0.0)
-            if t == 0 and state is None:
-                hint = ("already step 0 is off: with state=None start from zeros (B, H); "
-                        "then check your lstm_cell with check_lstm_cell")
-            elif t == 0:
-                hint = "step 0 is off only when a state is given: start from the (h_0, c_0) you are passed"
-            else:
-                done = "step 0 matches" if t == 1 else f"steps 0 to {t - 1} match"
-                hint = f"{done} and step {t} does not: feed the (h, c) returned by step t-1 into step t (both of them)"
-            if max_error(outputs.flip(0), exp_out) <= atol:
-                hint = "your outputs are in reverse time order: outputs[t] must be h after step t"
-            raise AssertionError(head + line + "\n  " + hint)
+            raise AssertionError(f"{head}\n  {line}\n  {_sequence_hint(outputs, exp_out, t, state is not None, atol)}")
         for name, a, e in (("h_T", h_T, exp_h[0]), ("c_T", c_T, exp_c[0])):
             problem = _mismatch(name, a, e, atol, 0.0)
             if problem:
                 raise AssertionError(f"{problem}\n  (with {label}) return the state after the last step, "
                                      "h_T equal to outputs[-1]")
-    print(f"✓ {fn.__name__} matches nn.LSTM (T={T}, B={B}, D={D}, H={H}; with state=None and a given state)")
+    print(f"✓ {fn.__name__} matches nn.LSTM with proj_size (T={T}, B={B}, D={D}, H={H}, P={P}; with state=None and "
+          "a given state)")
 
 
 # ---------------------------------------------------------------- attention (lab 03)

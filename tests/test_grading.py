@@ -64,10 +64,10 @@ def test_check_no_calls_sees_nested_functions():
     grading.check_no_calls(outer, ("GRUCell",), "unused")
 
 
-# ---------------------------------------------------------------- LSTM
+# ---------------------------------------------------------------- LSTM with a projection
 
 def broken_cell(bug: str):
-    def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    def lstm_cell(x, h, c, w_ih, w_hh, w_hr, b_ih, b_hh):
         a = x @ w_ih.T + h @ w_hh.T + b_ih + (0 if bug == "bias" else b_hh)
         i, f, g, o = a.chunk(4, dim=1)
         if bug == "order":
@@ -80,7 +80,10 @@ def broken_cell(bug: str):
             c_next = c + i * g
         else:
             c_next = f * c + i * g
-        return (o * c_next if bug == "o" else o * c_next.tanh()), c_next
+        shown = o * c_next if bug == "o" else o * c_next.tanh()
+        if bug == "no_projection":
+            return shown, c_next
+        return (shown.tanh() if bug == "tanh_after" else shown) @ w_hr.T, c_next
     return lstm_cell
 
 
@@ -89,21 +92,24 @@ good_cell = broken_cell("")
 
 def test_lstm_cell_reference_passes(capsys):
     grading.check_lstm_cell(good_cell)
-    grading.check_lstm_cell(good_cell, input_size=1, hidden_size=1, batch=1, seed=3)
-    assert "matches nn.LSTMCell" in capsys.readouterr().out
+    grading.check_lstm_cell(good_cell, input_size=1, hidden_size=2, proj_size=1, batch=1, seed=3)
+    assert "matches nn.LSTM with proj_size" in capsys.readouterr().out
     x, h, c, w_ih, w_hh, b_ih, b_hh = (torch.randn(*shape) for shape in [(2, 3), (2, 4), (2, 4), (16, 3), (16, 4),
                                                                         (16,), (16,)])
-    for mine, course in zip(good_cell(x, h, c, w_ih, w_hh, b_ih, b_hh), lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh)):
-        torch.testing.assert_close(mine, course)  # the test's cell is the course's
+    plain = lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh)[:2]
+    for mine, course in zip(good_cell(x, h, c, w_ih, w_hh, torch.eye(4), b_ih, b_hh), plain):
+        torch.testing.assert_close(mine, course)  # with the identity as projection, the test's cell is the course's
 
 
 @pytest.mark.parametrize("bug, words", [
     ("g", ["✗ candidate g", "tanh, not σ", "✓ forget gate f", "✓ output gate o"]),
-    ("o", ["✗ output gate o", "h_t = o ⊙ tanh(c_t)", "✓ candidate g"]),
+    ("o", ["✗ output gate o", "h_t = (o ⊙ tanh(c_t)) @ weight_hr.T", "✓ candidate g"]),
     ("f", ["✗ forget gate f", "fix f first"]),
     ("order", ["order of the four blocks"]),
     ("bias", ["with both biases at zero"]),
     ("inplace", ["in place"]),
+    ("no_projection", ["before the projection", "(batch, proj_size) = (3, 2)"]),
+    ("tanh_after", ["c_next matches, so the gates and the cell are right"]),
 ])
 def test_lstm_cell_names_the_mistake(bug, words):
     message = fails(grading.check_lstm_cell, broken_cell(bug))
@@ -112,17 +118,19 @@ def test_lstm_cell_names_the_mistake(bug, words):
 
 
 def test_lstm_cell_shape_and_return_errors():
-    assert "weight_ih (16, 5)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (x @ wi, c))
-    assert "pair (h_next, c_next)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: h)
-    message = fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (h.T, c))
-    assert "h_next has shape (4, 3)" in message and "(batch, hidden_size)" in message
+    assert "weight_hr (2, 4)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: (x @ wi, c))
+    assert "pair (h_next, c_next)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: h)
+    message = fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: (h.T, c))
+    assert "h_next has shape (2, 3)" in message and "(batch, proj_size)" in message and "wrong order" in message
     assert "uses LSTMCell" in fails(grading.check_lstm_cell, lambda x, h, c, *w: torch.nn.LSTMCell(5, 4)(x, (h, c)))
 
 
 def sequence(bug: str = ""):
     def lstm_sequence(x, state, *weights):
-        zeros = x.new_zeros(x.shape[1], weights[1].shape[1])
-        h, c = (zeros, zeros) if state is None or bug == "ignore_state" else state
+        P, H = weights[2].shape
+        if state is None or bug == "ignore_state":
+            state = (x.new_zeros(x.shape[1], P), x.new_zeros(x.shape[1], P if bug == "shared_zeros" else H))
+        h, c = state
         outputs = []
         for x_t in x:
             h_new, c_new = good_cell(x_t, h, c, *weights)
@@ -138,8 +146,8 @@ def sequence(bug: str = ""):
 
 def test_lstm_sequence_reference_passes(capsys):
     grading.check_lstm_sequence(sequence())
-    grading.check_lstm_sequence(sequence(), steps=1, batch=1, input_size=1, hidden_size=1)
-    assert "matches nn.LSTM" in capsys.readouterr().out
+    grading.check_lstm_sequence(sequence(), steps=1, batch=1, input_size=1, hidden_size=2, proj_size=1)
+    assert "matches nn.LSTM with proj_size" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bug, words", [
@@ -147,6 +155,7 @@ def test_lstm_sequence_reference_passes(capsys):
     ("ignore_state", ["a given (h_0, c_0)", "start from the (h_0, c_0)"]),
     ("reverse", ["reverse time order"]),
     ("final", ["h_T is off", "outputs[-1]"]),
+    ("shared_zeros", ["raised RuntimeError with state=None", "start from h_0 = zeros (B, P) and c_0 = zeros (B, H)"]),
 ])
 def test_lstm_sequence_names_the_mistake(bug, words):
     message = fails(grading.check_lstm_sequence, sequence(bug))

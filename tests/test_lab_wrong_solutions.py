@@ -1,4 +1,4 @@
-"""The tests of every lab from 02 on bite: a plausible wrong solution of each graded part loses that part's points.
+"""The tests of every lab bite: a plausible wrong solution of each graded part loses that part's points.
 
 Each submission below is the worked solution with one answer cell rewritten the way a student might get it
 wrong; the grader (sandboxed, as `make autograde` runs it) must take away exactly the points of the tests
@@ -20,6 +20,18 @@ pytestmark = [pytest.mark.slow,
 
 # student: (answer cell, edits [(text of the worked solution, what the student wrote instead)], the tests that
 #           lose their points, a phrase of the report that says why)
+LSTM = {
+    "course_cell": (  # the course's plain cell (karpa_lab.models.lstm.lstm_step) copied in: no projection
+        "lstm_cell", [("shown = torch.sigmoid(a_o) * torch.tanh(c_next)             # (B, H)\n"
+                       "    return shown @ weight_hr.T, c_next                          # (B, P), (B, H)",
+                       "h_next = torch.sigmoid(a_o) * torch.tanh(c_next)\n    return h_next, c_next")],
+        ["test_cell_shapes", "test_cell_values", "test_cell_gradients", "test_sequence_values",
+         "test_sequence_chunks"], "before the projection"),
+    "shared_zeros": (  # one zeros tensor for both parts of the start state, as for a cell without a projection
+        "lstm_sequence", [("state = (x.new_zeros(x.shape[1], P), x.new_zeros(x.shape[1], H))",
+                           "state = (x.new_zeros(x.shape[1], P),) * 2")],
+        ["test_sequence_values", "test_sequence_chunks"], "start from h_0 = zeros (B, P) and c_0 = zeros (B, H)"),
+}
 GAN = {
     "d_log_of_sigmoid": (  # the textbook formula, which overflows to log(0) at extreme logits
         "losses", [("return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()",
@@ -241,6 +253,10 @@ def grade_variants(tmp_path, lab: str, variants: dict) -> Path:
             assert f"{test}: " in problems, (student, test, report)
         assert why in problems, (student, why, report)
     return course
+
+
+def test_lab01_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "01_lstm_cell", LSTM)
 
 
 def test_lab02_wrong_solutions_lose_their_part(tmp_path, sandbox):

@@ -41,7 +41,7 @@ HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS\n?", re.
 FORBIDDEN = {
     "01_lstm_cell": {"torch": ("lstm", "gru", "rnn_tanh", "rnn_relu"),
                      "course": ("karpa_lab.models.lstm:lstm_step", "karpa_lab.models.lstm:lstm_sequence",
-                                "karpa_lab.models.lstm:LSTMCell")},
+                                "karpa_lab.models.lstm:LSTMCell", "karpa_lab.models.lstm:chrono_init_")},
     "02_gan_step": {"torch": ("binary_cross_entropy",),
                     "course": ("karpa_lab.models.gan:discriminator_loss", "karpa_lab.models.gan:generator_loss",
                                "karpa_lab.models.gan:GANUpdate", "karpa_lab.metrics:mode_coverage",

@@ -1,0 +1,78 @@
+"""The package learners install does not carry the labs' solutions: the course's nearest function fails each lab.
+
+Each lab asks for a published variant of what its lesson builds (an LSTM with a projection, ...), so the course's
+own function, wrapped to the lab's signature, must fail the lab's graded tests, hidden parts included. The
+tests are run here as the grader runs them, on the lab's solution with the course's function put in place of
+the student's; the worked solution itself passing the same run is the control.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from karpa_lab.autograde.grade import _definitions
+
+LABS = Path(__file__).resolve().parents[1] / "labs"
+
+
+def lab_namespace(lab: str) -> tuple[dict, dict[str, str]]:
+    """The lab's setup, helpers and worked solutions run in a fresh namespace, and its test cells by grade id."""
+    nb = json.loads((LABS / lab / f"{lab}.ipynb").read_text(encoding="utf-8"))
+    ns: dict = {"__name__": "__lab__"}
+    tests = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("grade"):
+            tests[meta["grade_id"]] = source
+        else:
+            exec(compile(source if meta else _definitions(source), lab, "exec"), ns)
+    return ns, tests
+
+
+def failing_tests(lab: str, replace: Callable[[dict], dict]) -> set[str]:
+    """The grade ids of the tests that fail once ``replace(namespace)`` has been put in the student's place."""
+    ns, tests = lab_namespace(lab)
+    ns.update(replace(ns))
+    failed = set()
+    for gid, source in tests.items():
+        try:
+            exec(compile(source, gid, "exec"), dict(ns))
+        except Exception:  # noqa: BLE001 (any error fails a test, as under the grader)
+            failed.add(gid)
+    return failed
+
+
+def course_lstm_cell(ns: dict) -> dict:
+    """Lab 01 with the course's cell, karpa_lab.models.lstm.lstm_step, which has no projection."""
+    from karpa_lab.models.lstm import lstm_step
+
+    step = lstm_step  # a closure variable: the checks that read a function's names do not see it
+
+    def lstm_cell(x, h, c, weight_ih, weight_hh, weight_hr, bias_ih=None, bias_hh=None):
+        return step(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)[:2]
+
+    return {"lstm_cell": lstm_cell}
+
+
+CASES = {
+    "01_lstm_cell": (course_lstm_cell, {"test_cell_shapes", "test_cell_values", "test_cell_gradients",
+                                        "test_sequence_values", "test_sequence_chunks"}),
+}
+
+
+@pytest.mark.parametrize("lab", sorted(CASES))
+def test_the_worked_solution_passes_every_test(lab):
+    assert failing_tests(lab, lambda ns: {}) == set()
+
+
+@pytest.mark.parametrize("lab", sorted(CASES))
+def test_the_course_function_fails_the_lab(lab):
+    replace, expected = CASES[lab]
+    assert failing_tests(lab, replace) == expected
