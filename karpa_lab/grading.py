@@ -577,7 +577,7 @@ def check_padding(fn: Callable, batch: int = 3, T: int = 6, d_model: int = 4, n_
     print(f"✓ {fn.__name__} hides the pads: real tokens get the outputs they get without padding (B={batch}, T={T})")
 
 
-# ---------------------------------------------------------------- GAN (lab 02)
+# ---------------------------------------------------------------- GAN with the hinge loss (lab 02)
 
 def _scalar(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
@@ -589,80 +589,130 @@ def _scalar(name: str, value) -> torch.Tensor:
     return value
 
 
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.softplus(x)
+def _hinge(x: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """PyTorch's hinge loss with target -1: the mean of max(0, margin - x) over the batch."""
+    return F.hinge_embedding_loss(x, -torch.ones_like(x), margin=margin)
+
+
+def _mean(x: torch.Tensor) -> torch.Tensor:
+    """PyTorch's hinge loss with target +1, which is the plain mean of its input."""
+    return F.hinge_embedding_loss(x, torch.ones_like(x))
+
+
+def _reference_loss(name: str, args: tuple) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The hinge GAN's loss ``name`` on logits ``args`` and its gradients with respect to them."""
+    leaves = tuple(a.detach().clone().requires_grad_() for a in args)
+    value = _hinge(leaves[0]) + _hinge(-leaves[1]) if name == "discriminator_loss" else _mean(-leaves[0])
+    return value.detach(), torch.autograd.grad(value, leaves)
+
+
+def _loss_mistakes(name: str, args: tuple) -> tuple[tuple[str, torch.Tensor], ...]:
+    """The usual mistakes of each loss, with what each computes, for the messages."""
+    with torch.no_grad():
+        if name == "generator_loss":
+            (f,) = args
+            return (
+                ("the generator's loss has no relu and no margin: L_G = -mean(l_fake); the hinge is D's", _hinge(f)),
+                ("the sign is flipped: G wants D's scores on its fakes large, so it minimises -mean(l_fake)", _mean(f)),
+                ("that is the non-saturating cross-entropy loss, not the hinge GAN's", F.softplus(-f).mean()),
+                ("that sums over the batch: take the mean", _mean(-f) * len(f)),
+            )
+        r, f = args
+        return (
+            ("the sign is flipped: each term is max(0, ...) ≥ 0, so L_D is positive", -(_hinge(r) + _hinge(-f))),
+            ("the real and fake terms are swapped: real logits should be pushed above +1, fake ones below -1",
+             _hinge(-r) + _hinge(f)),
+            ("the margin is missing: the terms are max(0, 1 - l_real) and max(0, 1 + l_fake)",
+             _hinge(r, 0.0) + _hinge(-f, 0.0)),
+            ("without the relu (max(0, ·)) that is a loss that never stops pushing, like the Wasserstein critic's",
+             (1 - r).mean() + (1 + f).mean()),
+            ("that is the Wasserstein critic's loss mean(l_fake) - mean(l_real): no relu, no margin",
+             f.mean() - r.mean()),
+            ("that is the cross-entropy loss of the standard GAN, not the hinge loss",
+             F.softplus(-r).mean() + F.softplus(f).mean()),
+            ("that is half the loss: average each term over its own batch, then add the two",
+             (_hinge(r) + _hinge(-f)) / 2),
+            ("that sums over the batch: take the mean", _hinge(r) * len(r) + _hinge(-f) * len(f)),
+        )
+
+
+def _check_one_loss(name: str, fn: Callable, args: tuple, label: str, atol: float) -> None:
+    """The value of one loss and its gradient with respect to the logits, against the hinge GAN's."""
+    want, want_grads = _reference_loss(name, args)
+    leaves = tuple(a.detach().clone().requires_grad_() for a in args)
+    shapes = " and ".join(str(tuple(a.shape)) for a in args)
+    got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}", *leaves))
+    value = float(got.detach())
+    err = abs(value - float(want))
+    if not math.isfinite(value) or err > atol:
+        hint = next((h for h, v in _loss_mistakes(name, args) if abs(value - float(v)) <= atol), None)
+        raise AssertionError(f"{name} is {value:.6g} for {label}, expected {float(want):.6g} (off by {err:.3g})"
+                             + (f": {hint}" if hint else ""))
+    if not got.requires_grad:
+        raise AssertionError(f"{name} carries no gradient: compute it with torch operations on the logits "
+                             "(no .item(), no .detach(), no torch.no_grad())")
+    grads = torch.autograd.grad(got, leaves, allow_unused=True)
+    for which, g, e in zip(("real", "fake")[-len(args):], grads, want_grads):
+        problem = _mismatch(f"d {name} / d {which}_logits", torch.zeros_like(e) if g is None else g, e, atol, 0.0)
+        if problem:
+            raise AssertionError(f"{problem} ({label}). Per sample it is ∓1/B inside the margin and 0 beyond it")
 
 
 def check_gan_losses(discriminator_loss: Callable | None, generator_loss: Callable | None, batch: int = 8,
                      seed: int = 0, atol: float = 1e-6) -> None:
-    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits (a loss given
-    as ``None`` is not checked, so that each loss can be graded on its own).
+    r"""Compare your hinge losses on logits with PyTorch's hinge loss, values and gradients, on logits that
+    straddle the margin and on logits far beyond it (a loss given as ``None`` is not checked, so that each
+    loss can be graded on its own).
 
-    ``discriminator_loss(real_logits, fake_logits)`` = -E[log D(x)] - E[log(1 - D(G(z)))] and the
-    non-saturating ``generator_loss(fake_logits)`` = -E[log D(G(z))], with D = sigmoid(logit); logits (B,).
-    Extreme logits (±200, ±1000) must give finite, exact values: work from the logits (``F.logsigmoid``,
-    ``F.binary_cross_entropy_with_logits``), never ``log(sigmoid(l))``.
+    ``discriminator_loss(real_logits, fake_logits)`` = mean max(0, 1 - l_real) + mean max(0, 1 + l_fake) and
+    ``generator_loss(fake_logits)`` = -mean l_fake, logits (B,) (Lim & Ye 2017). The message says which usual
+    mistake your numbers match.
     """
     gen = torch.Generator().manual_seed(seed)
-    real, fake = (3 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
-    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0, 1000.0, -1000.0], dtype=torch.float64)
-    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0, -1000.0, 1000.0], dtype=torch.float64)
+    real, fake = (2 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
+    far_real = torch.tensor([200.0, -200.0, 0.5, -0.5, 1000.0, -1000.0, 1.5], dtype=torch.float64)
+    far_fake = torch.tensor([-200.0, 200.0, -0.5, 0.5, -1000.0, 1000.0], dtype=torch.float64)
     for r, f, label in ((real, fake, f"random logits (B={batch})"),
-                        (extreme_real, extreme_fake, "logits of ±40, ±200 and ±1000")):
-        want_d = _softplus(-r).mean() + _softplus(f).mean()
-        want_g = _softplus(-f).mean()
-        checks = (
-            ("discriminator_loss", discriminator_loss, (r, f), want_d, (
-                ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is positive", -want_d),
-                ("the real and fake terms are swapped: real logits should be pushed up, fake ones down",
-                 _softplus(r).mean() + _softplus(-f).mean()),
-                ("that is half the loss: average each term over its own batch, then add the two",
-                 want_d / 2),
-                ("that sums over the batch: take the mean", _softplus(-r).sum() + _softplus(f).sum()),
-            )),
-            ("generator_loss", generator_loss, (f,), want_g, (
-                ("that is the saturating loss E[log(1 - D(G(z)))]; the non-saturating one is -E[log D(G(z))]",
-                 -_softplus(f).mean()),
-                ("the sign is flipped: -E[log D(G(z))] is positive", -want_g),
-                ("that sums over the batch: take the mean", _softplus(-f).sum()),
-            )),
-        )
-        for name, fn, args, want, variants in checks:
-            if fn is None:
-                continue
-            shapes = " and ".join(str(tuple(a.shape)) for a in args)
-            got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}",
-                                      *(a.clone() for a in args)))
-            if not torch.isfinite(got):
-                raise AssertionError(
-                    f"{name} is {float(got)} for {label}: log(sigmoid(l)) underflows to log(0) = -inf. Compute it "
-                    "from the logits: log D = F.logsigmoid(l), log(1 - D) = F.logsigmoid(-l)")
-            err = abs(float(got) - float(want))
-            if err > atol:
-                hint = next((h for h, v in variants if abs(float(got) - float(v)) <= atol), None)
-                raise AssertionError(f"{name} is {float(got):.6g} for {label}, expected {float(want):.6g} "
-                                     f"(off by {err:.3g})" + (f": {hint}" if hint else ""))
+                        (far_real, far_fake, "logits of ±0.5, ±200 and ±1000 (two batch sizes)")):
+        if discriminator_loss is not None:
+            _check_one_loss("discriminator_loss", discriminator_loss, (r, f), label, atol)
+        if generator_loss is not None:
+            _check_one_loss("generator_loss", generator_loss, (f,), label, atol)
     names = [n for n, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)) if fn]
-    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the definition"
-          f"{'s' if len(names) > 1 else ''}, extreme logits included")
+    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the hinge GAN's, values and gradients, "
+          "inside the margin and far beyond it")
+
+
+def _hinge_update(opt_d, opt_g, noise: torch.Generator):
+    """The course's GAN step with the hinge losses in place of the cross-entropies."""
+    from karpa_lab.models.gan import GANUpdate
+
+    class HingeUpdate(GANUpdate):
+        def d_loss(self, real_out, fake_out):
+            return _hinge(real_out) + _hinge(-fake_out)
+
+        def g_loss(self, fake_out):
+            return _mean(-fake_out)
+
+    return HingeUpdate(opt_d, opt_g, noise=noise)
 
 
 def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int = 0, atol: float = 1e-5) -> None:
     """Compare ``step_fn(gan, real, opt_d, opt_g, noise) -> {"loss": L_D, "g_loss": L_G}`` with the course's
-    ``GANUpdate`` for a few steps on two copies of a small 2D GAN.
+    ``GANUpdate`` step on the hinge losses for a few steps, on two copies of a small 2D GAN.
 
     One step: a discriminator update on ``real`` and fakes from ``gan.noise(B, noise)`` (detached), then a
-    generator update on fresh fakes from ``gan.noise(B, noise)`` with the non-saturating loss. The message
-    says which update first differs, at which step, and what that suggests.
+    generator update on fresh fakes from ``gan.noise(B, noise)``. The message says which update first
+    differs, at which step, and what that suggests.
     """
-    from karpa_lab.models.gan import GANUpdate, gan_optimizers, mlp_gan_2d
+    from karpa_lab.models.gan import gan_optimizers, mlp_gan_2d
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gan = mlp_gan_2d(hidden=16)
     ref = copy.deepcopy(gan)
     opt_d, opt_g = gan_optimizers(gan, 1e-2, 1e-2)
-    update = GANUpdate(*gan_optimizers(ref, 1e-2, 1e-2), noise=torch.Generator().manual_seed(seed + 1))
+    update = _hinge_update(*gan_optimizers(ref, 1e-2, 1e-2), noise=torch.Generator().manual_seed(seed + 1))
     noise = torch.Generator().manual_seed(seed + 1)
     data = torch.Generator().manual_seed(seed + 2)
     for t in range(steps):
@@ -681,20 +731,20 @@ def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int
             raise AssertionError(
                 f"after step {t} the discriminator's weights differ from the reference by {d_err:.3g}.{later} "
                 "The D update: fakes = G(gan.noise(B, noise)) without gradients (torch.no_grad() or .detach()), "
-                "L_D = discriminator_loss(D(real), D(fakes)), opt_d.zero_grad(), backward, opt_d.step(); "
-                "and the G update must not change D (only opt_g.step()).")
+                "L_D = discriminator_loss(D(real), D(fakes)) (the hinge loss), opt_d.zero_grad(), backward, "
+                "opt_d.step(); and the G update must not change D (only opt_g.step()).")
         if g_err > atol:
             raise AssertionError(
                 f"after step {t} the generator's weights differ from the reference by {g_err:.3g} (the "
                 f"discriminator's match).{later} The G update comes after the D update: draw fresh noise "
-                "gan.noise(B, noise), L_G = generator_loss(D(G(z))) (non-saturating, no detach: the gradient "
-                "flows through D into G), opt_g.zero_grad(), backward, opt_g.step().")
+                "gan.noise(B, noise), L_G = generator_loss(D(G(z))) (no detach: the gradient flows through D "
+                "into G), opt_g.zero_grad(), backward, opt_g.step().")
         for key in ("loss", "g_loss"):
             got = float(out[key].detach()) if isinstance(out[key], torch.Tensor) else float(out[key])
             if abs(got - float(want[key])) > atol:
                 raise AssertionError(f"the returned {key!r} is {got:.6g}, expected {float(want[key]):.6g} (step {t}): "
                                      "return the losses computed in this step, L_D as 'loss' and L_G as 'g_loss'")
-    print(f"✓ {step_fn.__name__} matches the reference GAN step for {steps} steps (both networks, both losses)")
+    print(f"✓ {step_fn.__name__} matches the reference hinge GAN step for {steps} steps (both networks, both losses)")
 
 
 # ---------------------------------------------------------------- NAS evolution (lab 04)

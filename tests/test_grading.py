@@ -255,31 +255,45 @@ def test_check_padding_catches_pads_that_are_seen():
     grading.check_causal(causal(self_attention(scale_by=6)))
 
 
-# ---------------------------------------------------------------- GAN
+# ---------------------------------------------------------------- GAN (hinge losses)
+
+def hinge_d(r, f):
+    return torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+
+
+def hinge_g(f):
+    return -f.mean()
+
 
 def test_gan_losses_reference_passes(capsys):
-    grading.check_gan_losses(ref_gan.discriminator_loss, ref_gan.generator_loss)
-    assert "extreme logits included" in capsys.readouterr().out
-    grading.check_gan_losses(None, ref_gan.generator_loss)  # one loss alone: the other is not called
-    assert capsys.readouterr().out.startswith("✓ generator_loss matches the definition")
+    grading.check_gan_losses(hinge_d, hinge_g)
+    assert "far beyond it" in capsys.readouterr().out
+    grading.check_gan_losses(None, hinge_g)  # one loss alone: the other is not called
+    assert capsys.readouterr().out.startswith("✓ generator_loss matches the hinge GAN's")
 
 
 def test_each_gan_loss_is_checked_alone():
     broken = lambda *logits: torch.tensor(float("nan"))  # noqa: E731
-    grading.check_gan_losses(ref_gan.discriminator_loss, None)
-    grading.check_gan_losses(None, ref_gan.generator_loss)
+    grading.check_gan_losses(hinge_d, None)
+    grading.check_gan_losses(None, hinge_g)
     assert "discriminator_loss is nan" in fails(grading.check_gan_losses, broken, None)
     assert "generator_loss is nan" in fails(grading.check_gan_losses, None, broken)
 
 
 @pytest.mark.parametrize("d_loss, g_loss, words", [
-    (lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
-     ref_gan.generator_loss, ["logits of ±40, ±200 and ±1000", "underflows"]),
-    (None, lambda f: -torch.log(torch.sigmoid(f)).mean(), ["generator_loss is inf", "underflows"]),
-    (ref_gan.discriminator_loss, lambda f: F.logsigmoid(-f).mean(), ["saturating loss"]),
-    (lambda r, f: -F.logsigmoid(r).sum() - F.logsigmoid(-f).sum(), ref_gan.generator_loss, ["sums over the batch"]),
-    (lambda r, f: -F.logsigmoid(-r).mean() - F.logsigmoid(f).mean(), ref_gan.generator_loss, ["swapped"]),
-    (lambda r, f: -F.logsigmoid(r) - F.logsigmoid(-f), ref_gan.generator_loss, ["should be a scalar"]),
+    (ref_gan.discriminator_loss, hinge_g, ["cross-entropy loss of the standard GAN"]),
+    (None, ref_gan.generator_loss, ["non-saturating cross-entropy loss"]),
+    (lambda r, f: torch.relu(-r).mean() + torch.relu(f).mean(), hinge_g, ["the margin is missing"]),
+    (lambda r, f: (1 - r).mean() + (1 + f).mean(), hinge_g, ["without the relu"]),
+    (lambda r, f: f.mean() - r.mean(), hinge_g, ["Wasserstein critic"]),
+    (lambda r, f: torch.relu(1 + r).mean() + torch.relu(1 - f).mean(), hinge_g, ["swapped"]),
+    (lambda r, f: torch.relu(1 - r).sum() + torch.relu(1 + f).sum(), hinge_g, ["sums over the batch"]),
+    (lambda r, f: torch.relu(1 - r) + torch.relu(1 + f).mean(), hinge_g, ["should be a scalar"]),
+    (None, lambda f: torch.relu(1 - f).mean(), ["has no relu and no margin"]),
+    (None, lambda f: f.mean(), ["the sign is flipped"]),
+    (None, lambda f: torch.tensor(-f.mean().item()), ["carries no gradient"]),
+    (None, lambda f: -f.mean() + (f - f.detach()).pow(2).sum() - f.mean() + f.detach().mean(),
+     ["d generator_loss / d fake_logits"]),
 ])
 def test_gan_losses_name_the_mistake(d_loss, g_loss, words):
     message = fails(grading.check_gan_losses, d_loss, g_loss)
@@ -293,13 +307,14 @@ def gan_step(bug: str = ""):
         z = gan.noise(B, noise)
         with torch.no_grad():
             fakes = gan.generator(z)
-        d_loss = ref_gan.discriminator_loss(gan.discriminator(real), gan.discriminator(fakes))
+        d_loss = (ref_gan.discriminator_loss if bug == "bce" else hinge_d)(gan.discriminator(real),
+                                                                          gan.discriminator(fakes))
         if bug != "no_zero_grad":
             opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
         z_g = z if bug == "same_noise" else gan.noise(B, noise)
-        g_loss = ref_gan.generator_loss(gan.discriminator(gan.generator(z_g)))
+        g_loss = hinge_g(gan.discriminator(gan.generator(z_g)))
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
@@ -316,6 +331,7 @@ def test_gan_step_reference_passes():
     ("no_zero_grad", ["discriminator's weights differ", "Step 0 matched, step 1"]),
     ("same_noise", ["generator's weights differ", "fresh noise"]),
     ("returns", ["returned 'loss'"]),
+    ("bce", ["discriminator's weights differ", "(the hinge loss)"]),
 ])
 def test_gan_step_names_the_mistake(bug, words):
     message = fails(grading.check_gan_step, gan_step(bug))

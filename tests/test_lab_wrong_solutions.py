@@ -32,15 +32,19 @@ LSTM = {
                            "state = (x.new_zeros(x.shape[1], P),) * 2")],
         ["test_sequence_values", "test_sequence_chunks"], "start from h_0 = zeros (B, P) and c_0 = zeros (B, H)"),
 }
+HINGE_D = "return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()"
+MODE_COUNTS = "counts = torch.bincount(nearest[dist <= 3 * std], minlength=len(centers)).double()   # (K,)"
 GAN = {
-    "d_log_of_sigmoid": (  # the textbook formula, which overflows to log(0) at extreme logits
-        "losses", [("return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()",
-        "return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()")],
-        ["test_discriminator_loss"], "log(sigmoid(l)) underflows"),
-    "g_log_of_sigmoid": (
-        "losses", [("return -F.logsigmoid(fake_logits).mean()\n",
-                    "return -torch.log(torch.sigmoid(fake_logits)).mean()\n")],
-        ["test_generator_loss"], "generator_loss is inf for logits of ±40, ±200 and ±1000"),
+    "course_losses": (  # the course's cross-entropy losses (karpa_lab.models.gan), written out: not the hinge GAN
+        "losses", [(HINGE_D, "return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()"),
+                   ("return -fake_logits.mean()", "return -F.logsigmoid(fake_logits).mean()")],
+        ["test_discriminator_loss", "test_generator_loss", "test_train_step"], "cross-entropy"),
+    "no_margin": (  # max(0, -l): the fakes only need a negative score, the reals a positive one
+        "losses", [(HINGE_D, HINGE_D.replace("1 - real", "-real").replace("1 + fake", "fake"))],
+        ["test_discriminator_loss", "test_train_step"], "the margin is missing"),
+    "hinge_for_g": (  # the discriminator's hinge applied to the generator: no gradient once D is fooled
+        "losses", [("return -fake_logits.mean()", "return torch.relu(1 - fake_logits).mean()")],
+        ["test_generator_loss", "test_train_step"], "has no relu and no margin"),
     "same_noise": (  # one draw of noise for both players: G trains on the very fakes D has just seen
         "train_step", [("B = real.shape[0]\n", "B = real.shape[0]\n    z = gan.noise(B, noise)\n"),
                        ("fakes = gan.generator(gan.noise(B, noise))", "fakes = gan.generator(z)"),
@@ -48,19 +52,24 @@ GAN = {
                         "generator_loss(gan.discriminator(gan.generator(z)))")],
         ["test_train_step"], "the generator's weights differ"),
     "nearest_centre": (  # every sample counts for its nearest mode, however far from it
-        "modes_covered", [("near = torch.cdist(samples.double(), centers.double()) <= 3 * std   # (N, K)",
-        "near = torch.nn.functional.one_hot(torch.cdist(samples, centers).argmin(1), len(centers)).bool()")],
-        ["test_modes"], "not for its nearest centre"),
-    "alias_bce": (  # the forbidden library loss, fetched by a computed name: the step that uses it loses too
-        "losses", [("return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()",
-        'bce = getattr(F, "binary_cross_" + "entropy_with_logits")\n    '
-        "return bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))")],
-        ["test_discriminator_loss", "test_train_step"], "binary_cross_entropy_with_logits, which this lab asks"),
-    "alias_mode_count": (  # the course's own mode count, reached through the mixture's method
-        "modes_covered", [("near = torch.cdist(samples.double(), centers.double()) <= 3 * std   # (N, K)",
-        'count = getattr(GaussianMixture2D(centers, std), "modes_" + "covered")\n    '
-        "return count(samples, 3.0, max(1, round(0.01 * len(samples))))")],
-        ["test_modes"], "GaussianMixture2D.modes_covered, which this lab asks"),
+        "mode_kl", [(MODE_COUNTS, "counts = torch.bincount(nearest, minlength=len(centers)).double()")],
+        ["test_mode_kl"], "not for its nearest centre"),
+    "reversed_kl": (  # KL(u || q): infinite as soon as one mode is missing
+        "mode_kl", [("q = q[q > 0]                                                                     # 0 log 0 = 0\n"
+                     "    return float((q * torch.log(len(centers) * q)).sum())",
+                     "return float((torch.log(1 / (len(centers) * q)) / len(centers)).sum())")],
+        ["test_mode_kl"], "a collapse onto modes 0, 3 and 5: KL = inf"),
+    "alias_hinge": (  # PyTorch's hinge loss by a computed name: the step that uses it loses too
+        "losses", [(HINGE_D, 'hinge = getattr(F, "hinge_" + "embedding_loss")\n    '
+                             "return hinge(real_logits, -torch.ones_like(real_logits)) + "
+                             "hinge(-fake_logits, -torch.ones_like(fake_logits))")],
+        ["test_discriminator_loss", "test_train_step"], "hinge_embedding_loss, which this lab asks"),
+    "alias_assign": (  # the course's assignment of samples to modes, reached through the mixture's method
+        "mode_kl", [("dist, nearest = torch.cdist(samples.double(), centers.double()).min(dim=1)      # (N,), (N,)\n"
+                     "    " + MODE_COUNTS,
+                     'index = getattr(GaussianMixture2D(centers, std), "as" + "sign")(samples, 3.0)\n'
+                     "    counts = torch.bincount(index[index >= 0], minlength=len(centers)).double()")],
+        ["test_mode_kl"], "GaussianMixture2D.assign, which this lab asks"),
 }
 ATTENTION = {
     "one_head": (  # attention over all of d_model at once, whatever n_heads says

@@ -9,6 +9,7 @@ the student's; the worked solution itself passing the same run is the control.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,9 +62,32 @@ def course_lstm_cell(ns: dict) -> dict:
     return {"lstm_cell": lstm_cell}
 
 
+def course_gan(ns: dict) -> dict:
+    """Lab 02 with the course's losses and GAN step (cross-entropy, karpa_lab.models.gan) and a KL read off the
+    course's mode count (karpa_lab.metrics.mode_coverage): log(K / modes), which an even spread over them gives."""
+    from karpa_lab.data.synthetic import GaussianMixture2D
+    from karpa_lab.metrics import mode_coverage
+    from karpa_lab.models import gan as course
+
+    d_loss, g_loss, update, coverage = course.discriminator_loss, course.generator_loss, course.GANUpdate, mode_coverage
+
+    def train_step(gan, real, opt_d, opt_g, noise):
+        return update(opt_d, opt_g, noise=noise)(gan, real)
+
+    def mode_kl(samples, centers, std):
+        modes = coverage(GaussianMixture2D(centers, std), samples, min_share=1e-9)["modes"]
+        if not modes:
+            raise ValueError("no sample near a mode")
+        return math.log(len(centers) / modes)
+
+    return {"discriminator_loss": lambda real, fake: d_loss(real, fake), "generator_loss": lambda f: g_loss(f),
+            "train_step": train_step, "mode_kl": mode_kl}
+
+
 CASES = {
     "01_lstm_cell": (course_lstm_cell, {"test_cell_shapes", "test_cell_values", "test_cell_gradients",
                                         "test_sequence_values", "test_sequence_chunks"}),
+    "02_gan_step": (course_gan, {"test_discriminator_loss", "test_generator_loss", "test_train_step", "test_mode_kl"}),
 }
 
 
