@@ -365,14 +365,28 @@ def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4,
           "a given state)")
 
 
-# ---------------------------------------------------------------- attention (lab 03)
+# ---------------------------------------------------------------- attention with linear biases (lab 03)
 
-def _softmax_attention(q, k, v, mask=None, scale=None, dim=-1, blocked=float("-inf")):
-    """The reference, with knobs that reproduce the usual mistakes (no scale, wrong softmax axis, ...)."""
-    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, blocked)
-    weights = torch.softmax(scores, dim=dim)
+def _additive(bias, mask) -> torch.Tensor | None:
+    """One float mask added to the scores: the bias (or 0) where the mask allows, -inf where it blocks."""
+    if mask is None:
+        return bias
+    base = torch.zeros((), dtype=torch.float64) if bias is None else bias
+    return base.expand(torch.broadcast_shapes(base.shape, mask.shape)).masked_fill(~mask, float("-inf"))
+
+
+def _sdpa(q, k, v, attn_mask=None, scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch's reference attention, which also returns the weights: softmax(q k^T * scale + attn_mask) v."""
+    if attn_mask is not None:
+        attn_mask = attn_mask.to(q.dtype).expand(*q.shape[:-2], q.shape[-2], k.shape[-2])
+    out, weights = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=attn_mask, scale=scale)
+    return out, weights
+
+
+def _over_queries(q, k, v, attn_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mistake of a softmax over the queries (dim=-2) instead of the keys."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + (0.0 if attn_mask is None else attn_mask)
+    weights = torch.softmax(scores, dim=-2)
     return weights @ v, weights
 
 
@@ -383,55 +397,77 @@ def _first_match(candidates: Iterable[tuple[str, tuple]], got: tuple, atol: floa
     return None
 
 
+def _attention_mistakes(q, k, v, bias, mask) -> list[tuple[str, tuple]]:
+    """What the usual mistakes compute, for the messages."""
+    d_k = q.shape[-1]
+    both = _additive(bias, mask)
+    found = [
+        ("the scores are not scaled: divide q k^T by sqrt(d_k)", _sdpa(q, k, v, both, scale=1.0)),
+        ("the scores are divided by d_k: divide by sqrt(d_k)", _sdpa(q, k, v, both, scale=1 / d_k)),
+        ("the softmax runs over the queries: take it over the keys, dim=-1, so each row sums to 1",
+         _over_queries(q, k, v, both)),
+    ]
+    if bias is not None:
+        found += [
+            ("the bias is left out: add it to the scores before the softmax",
+             _sdpa(q, k, v, _additive(None, mask))),
+            ("the bias is subtracted: add it", _sdpa(q, k, v, _additive(-bias, mask))),
+            ("the bias is divided by sqrt(d_k) with q k^T: scale q k^T first, then add the bias",
+             _sdpa(q, k, v, _additive(bias / math.sqrt(d_k), mask))),
+        ]
+    if mask is not None:
+        raw = q @ k.transpose(-2, -1) / math.sqrt(d_k) + (0.0 if bias is None else bias)
+        found += [
+            ("the mask is inverted: True means *may attend*, so block where it is False (~mask)",
+             _sdpa(q, k, v, _additive(bias, ~mask))),
+            ("blocked scores are set to 0, and exp(0) = 1 still counts: set them to -inf before the softmax",
+             _sdpa(q, k, v, torch.where(mask, 0.0 if bias is None else bias, -raw), scale=None)),
+            ("the mask is ignored", _sdpa(q, k, v, bias)),
+        ]
+    return found
+
+
 def check_attention(fn: Callable, batch: tuple[int, ...] = (2, 3), L: int = 4, S: int = 6, d_k: int = 5,
                     d_v: int = 3, seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(q, k, v, mask=None) -> (out, weights)`` with scaled dot-product attention.
+    """Compare ``fn(q, k, v, bias=None, mask=None) -> (out, weights)`` with scaled dot-product attention whose
+    scores get an additive ``bias`` before the softmax.
 
-    q (..., L, d_k), k (..., S, d_k), v (..., S, d_v) in float64; the boolean mask is True where a query
-    may attend to a key (``F.scaled_dot_product_attention``'s convention). Checked without a mask and with
-    one; on a mismatch the message says which usual mistake your numbers match (no 1/sqrt(d_k), softmax
-    over the wrong axis, the mask inverted or filled with 0 instead of -inf, ...).
+    q (..., L, d_k), k (..., S, d_k), v (..., S, d_v) in float64; the float bias (..., L, S) is added to
+    q k^T / sqrt(d_k); the boolean mask is True where a query may attend to a key (``F.scaled_dot_product_
+    attention``'s convention). Checked with neither, each, and both; on a mismatch the message says which
+    usual mistake your numbers match (no 1/sqrt(d_k), the bias scaled too, the mask inverted, ...).
     """
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(*batch, L, d_k, generator=gen, dtype=torch.float64)
     k = torch.randn(*batch, S, d_k, generator=gen, dtype=torch.float64)
     v = torch.randn(*batch, S, d_v, generator=gen, dtype=torch.float64)
+    bias = 2 * torch.randn(*batch, L, S, generator=gen, dtype=torch.float64)
     mask = torch.rand(*batch, L, S, generator=gen) < 0.6
-    mask[..., 0], mask[..., -1] = True, False  # every query keeps a key and loses one
+    mask[..., -1] = False  # every query loses a key (when it has two) and keeps one
+    mask[..., 0] = True
     d = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} = (..., L, d_k), (..., S, d_k), (..., S, d_v)"
-    for m, label in ((None, "without a mask"), (mask, f"with a boolean mask {tuple(mask.shape)}")):
-        out = _call(fn, f"{d}, {label}", q, k, v, m)
+    cases = ((None, None, "without a bias or a mask"), (bias, None, f"with a float bias {tuple(bias.shape)}"),
+             (None, mask, f"with a boolean mask {tuple(mask.shape)}"), (bias, mask, "with a bias and a mask"))
+    for b, m, label in cases:
+        out = _call(fn, f"{d}, {label}", q, k, v, b, m)
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise AssertionError(f"{fn.__name__} should return the pair (out, weights), got {type(out).__name__}")
         check_tensor("out", out[0], (*batch, L, d_v), dims="(..., L, d_v)")
         check_tensor("weights", out[1], (*batch, L, S), dims="(..., L, S): one row per query, one column per key")
-        want = _softmax_attention(q, k, v, m)
+        want = _sdpa(q, k, v, _additive(b, m))
         problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("out", "weights"), out, want)) if p]
         if not problems:
             continue
-        candidates = [
-            ("the scores are not scaled: divide q k^T by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1.0)),
-            ("the scores are divided by d_k: divide by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1 / d_k)),
-            ("the softmax runs over the queries: take it over the keys, dim=-1, so each row sums to 1",
-             _softmax_attention(q, k, v, m, dim=-2)),
-        ]
-        if m is not None:
-            candidates += [
-                ("the mask is inverted: True means *may attend*, so block where it is False (~mask)",
-                 _softmax_attention(q, k, v, ~m)),
-                ("blocked scores are set to 0, and exp(0) = 1 still counts: set them to -inf before the softmax",
-                 _softmax_attention(q, k, v, m, blocked=0.0)),
-                ("the mask is ignored", _softmax_attention(q, k, v)),
-            ]
-        hint = _first_match(candidates, out, atol)
+        hint = _first_match(_attention_mistakes(q, k, v, b, m), out, atol)
         if hint is None and _mismatch("weights", out[1], want[1], atol, 0.0) is None:
             hint = "the weights are right but out is not: out = weights @ v"
-        report = [f"{fn.__name__} does not match scaled dot-product attention {label}:"] + [f"  {p}" for p in problems]
-        recipe = "scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax(scores, dim=-1); out = weights @ v"
-        report.append(f"  Your numbers match this mistake: {hint}." if hint else f"  {recipe}")
-        raise AssertionError("\n".join(report))
+        recipe = ("scores = q @ k.transpose(-2, -1) / sqrt(d_k) + bias, -inf where the mask is False; "
+                  "weights = softmax(scores, dim=-1); out = weights @ v")
+        head = f"{fn.__name__} does not match scaled dot-product attention {label}"
+        raise AssertionError("\n".join([f"{head}. Your numbers match this mistake: {hint}." if hint else
+                                        f"{head}: {recipe}"] + [f"  {p}" for p in problems]))
     print(f"✓ {fn.__name__} matches scaled dot-product attention (batch {batch}, L={L}, S={S}, d_k={d_k}, d_v={d_v}; "
-          "with and without a mask)")
+          "with and without a bias and a mask)")
 
 
 def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAttention, tuple]:
@@ -445,8 +481,9 @@ def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAtte
     return ref, params
 
 
-def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, mask=None, split="right", scale_by=None, project=True):
-    """Multi-head self-attention written out, with knobs that reproduce the usual mistakes."""
+def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, attn_mask=None, split="right", scale_by=None,
+                    project=True):
+    """Multi-head self-attention written out around PyTorch's attention, with knobs for the usual mistakes."""
     B, T, D = x.shape
     d_h = D // n_heads
     q, k, v = (x @ w_in.T + b_in).chunk(3, dim=-1)
@@ -454,16 +491,40 @@ def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, mask=None, split="righ
         q, k, v = (t.view(B, T, n_heads, d_h).transpose(1, 2) for t in (q, k, v))
     else:
         q, k, v = (t.reshape(B, n_heads, T, d_h) for t in (q, k, v))
-    out, _ = _softmax_attention(q, k, v, mask, scale=None if scale_by is None else scale_by ** -0.5)
+    out, _ = _sdpa(q, k, v, attn_mask, scale=None if scale_by is None else scale_by ** -0.5)
     out = out.transpose(1, 2).reshape(B, T, D) if split == "right" else out.reshape(B, T, D)
     return out @ w_out.T + b_out if project else out
 
 
-def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6, n_heads: int = 2,
-                         seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, mask=None) ->
-    (B, T, D)`` with ``nn.MultiheadAttention`` (batch_first) in float64, without a mask and with a boolean
-    (T, T) mask (True where query i may attend to key j).
+def _layer_mistakes(x, n_heads, params, bias, one_head_bias) -> list[tuple[str, tuple]]:
+    """What the usual mistakes of a multi-head layer with per-head biases (h, T, T) compute (``one_head_bias``:
+    the biases of a single head, (1, T, T))."""
+    d_model = x.shape[-1]
+    d_h = d_model // n_heads
+    causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()
+    return [
+        ("the linear biases are left out, only the causal mask is there: add alibi_bias to every head's scores",
+         (_self_attention(x, n_heads, *params, _additive(None, causal)),)),
+        ("the heads get each other's slopes (reversed): head h takes row h of alibi_bias",
+         (_self_attention(x, n_heads, *params, bias.flip(0)),)),
+        (f"the biases are divided by sqrt(d_h) with the scores: add them after scaling q k^T by 1/sqrt({d_h})",
+         (_self_attention(x, n_heads, *params, bias / math.sqrt(d_h)),)),
+        (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
+         (_self_attention(x, 1, *params, one_head_bias),)),
+        ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
+         (_self_attention(x, n_heads, *params, bias, split="wrong"),)),
+        (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
+         (_self_attention(x, n_heads, *params, bias, scale_by=d_model),)),
+        ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
+         (_self_attention(x, n_heads, *params, bias, project=False),)),
+    ]
+
+
+def check_alibi_self_attention(fn: Callable, bias_fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6,
+                               n_heads: int = 2, seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias) -> (B, T, D)``
+    with ``nn.MultiheadAttention`` (batch_first, float64) whose float ``attn_mask`` is ``bias_fn(n_heads, T,
+    dtype=torch.float64)`` (h, T, T), your own per-head biases, for every sequence of the batch.
 
     The weights are ``nn.MultiheadAttention``'s: in_proj (3D, D) stacking W_q, W_k, W_v, out_proj (D, D).
     On a mismatch the message says which usual mistake your numbers match.
@@ -471,40 +532,24 @@ def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int 
     ref, params = _mha_params(d_model, n_heads, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
-    mask = torch.rand(T, T, generator=gen) < 0.5
-    mask.fill_diagonal_(True)  # every query keeps a key
+    bias = _call(bias_fn, f"n_heads={n_heads}, T={T}, dtype=torch.float64", n_heads, T, torch.float64)
+    check_tensor(f"{getattr(bias_fn, '__name__', 'the bias')}({n_heads}, {T})", bias, (n_heads, T, T),
+                 dims="(n_heads, T, T)")
     shape = f"B={batch}, T={T}, d_model={d_model}, heads={n_heads}"
-    for m, label in ((None, "without a mask"), (mask, "with a (T, T) mask")):
-        out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}, {label}", x.clone(), n_heads,
-                    *params, m)
-        check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
-        with torch.no_grad():
-            want = ref(x, x, x, attn_mask=None if m is None else ~m, need_weights=False)[0]
-        problem = _mismatch("output", out, want, atol, 0.0)
-        if problem is None:
-            continue
-        d_h = d_model // n_heads
-        candidates = [] if m is None else [
-            ("the mask is ignored: pass it to attention, which blocks key j for query i where it is False",
-             (_self_attention(x, n_heads, *params),)),
-            ("the mask is inverted: True means *may attend*", (_self_attention(x, n_heads, *params, ~m),)),
-        ]
-        candidates += [
-            (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
-             (_self_attention(x, 1, *params, m),)),
-            ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
-             (_self_attention(x, n_heads, *params, m, split="wrong"),)),
-            (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
-             (_self_attention(x, n_heads, *params, m, scale_by=d_model),)),
-            ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
-             (_self_attention(x, n_heads, *params, m, project=False),)),
-        ]
-        hint = _first_match(candidates, (out,), atol)
-        raise AssertionError(
-            f"{fn.__name__} does not match nn.MultiheadAttention ({shape}, {label}):\n  {problem}\n  " + (
-                f"Your numbers match this mistake: {hint}." if hint else "q, k, v = (x @ in_proj_weight.T + "
-                "in_proj_bias).chunk(3, dim=-1), then heads, attention with the mask, merge, output projection"))
-    print(f"✓ {fn.__name__} matches nn.MultiheadAttention ({shape}; without a mask and with one)")
+    out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}", x.clone(), n_heads, *params)
+    check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
+    with torch.no_grad():
+        want = ref(x, x, x, attn_mask=bias.repeat(batch, 1, 1), need_weights=False)[0]
+    problem = _mismatch("output", out, want, atol, 0.0)
+    if problem is None:
+        print(f"✓ {fn.__name__} matches nn.MultiheadAttention with your biases as attn_mask ({shape})")
+        return
+    one_head = _call(bias_fn, f"n_heads=1, T={T}, dtype=torch.float64", 1, T, torch.float64)
+    hint = _first_match(_layer_mistakes(x, n_heads, params, bias, one_head), (out,), atol)
+    head = f"{fn.__name__} does not match nn.MultiheadAttention with attn_mask = the biases ({shape})"
+    raise AssertionError((f"{head}. Your numbers match this mistake: {hint}." if hint else
+                          f"{head}: q, k, v = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1), then heads, "
+                          "attention with each head's row of the biases, merge, output projection") + f"\n  {problem}")
 
 
 def _left_padding(batch: int, T: int, gen: torch.Generator) -> torch.Tensor:

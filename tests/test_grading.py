@@ -163,12 +163,16 @@ def test_lstm_sequence_names_the_mistake(bug, words):
         assert word in message, message
 
 
-# ---------------------------------------------------------------- attention
+# ---------------------------------------------------------------- attention with linear biases
 
 def attention(bug: str = ""):
-    def attn(q, k, v, mask=None):
+    def attn(q, k, v, bias=None, mask=None):
         scores = q @ k.transpose(-2, -1)
+        if bias is not None and bug == "bias_scaled":
+            scores = scores + bias
         scores = scores / {"scale": 1.0, "dk": q.shape[-1]}.get(bug, math.sqrt(q.shape[-1]))
+        if bias is not None and bug not in ("bias_scaled", "no_bias"):
+            scores = scores + (-bias if bug == "minus" else bias)
         if mask is not None and bug != "ignore":
             scores = scores.masked_fill(mask if bug == "invert" else ~mask, 0.0 if bug == "zero" else -math.inf)
         weights = scores.softmax(dim=-2 if bug == "dim" else -1)
@@ -177,13 +181,14 @@ def attention(bug: str = ""):
 
 
 def test_attention_reference_passes():
-    grading.check_attention(lambda q, k, v, mask=None: ref_attention.scaled_dot_product_attention(q, k, v, mask))
+    grading.check_attention(attention())
     grading.check_attention(attention(), batch=(), L=1, S=1, d_k=1, d_v=1)
 
 
 @pytest.mark.parametrize("bug, words", [
     ("scale", ["not scaled"]), ("dk", ["divided by d_k"]), ("dim", ["over the queries"]),
     ("invert", ["inverted"]), ("zero", ["exp(0) = 1"]), ("ignore", ["ignored"]), ("out", ["out = weights @ v"]),
+    ("no_bias", ["the bias is left out"]), ("minus", ["subtracted"]), ("bias_scaled", ["the bias is divided"]),
 ])
 def test_attention_names_the_mistake(bug, words):
     message = fails(grading.check_attention, attention(bug))
@@ -191,9 +196,26 @@ def test_attention_names_the_mistake(bug, words):
         assert word in message, message
 
 
-def self_attention(ignore_mask=False, **knobs):
-    def layer(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
-        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, None if ignore_mask else mask, **knobs)
+def test_attention_refuses_the_course_function():
+    """The course's attention takes one mask: it cannot add a bias and block keys at once."""
+    message = fails(grading.check_attention, lambda q, k, v, bias=None, mask=None:
+                    ref_attention.scaled_dot_product_attention(q, k, v, mask))
+    assert "the bias is left out" in message
+
+
+def alibi(n_heads, T, dtype=torch.float32):  # the test's own biases; the package carries none
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float64) / n_heads)
+    offset = torch.arange(T)[None, :] - torch.arange(T)[:, None]
+    return (slopes[:, None, None] * offset).masked_fill(offset > 0, -math.inf).to(dtype)
+
+
+def alibi_layer(reversed_slopes=False, **knobs):
+    def layer(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
+        bias = alibi(n_heads, x.shape[1], x.dtype)
+        bias = bias.flip(0) if reversed_slopes else bias
+        if padding_mask is not None:
+            bias = grading._additive(bias, padding_mask[:, None, None, :])
+        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, bias, **knobs)
     return layer
 
 
@@ -208,6 +230,32 @@ def via_module(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
     return mha(x, mask=mask)[0]
 
 
+def test_alibi_self_attention_reference_passes(capsys):
+    grading.check_alibi_self_attention(alibi_layer(), alibi)
+    grading.check_alibi_self_attention(alibi_layer(), alibi, batch=1, T=1, d_model=4, n_heads=4)
+    assert "matches nn.MultiheadAttention with your biases" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("knobs, words", [
+    ({"reversed_slopes": True}, ["each other's slopes"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
+    ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
+])
+def test_alibi_self_attention_names_the_mistake(knobs, words):
+    message = fails(grading.check_alibi_self_attention, alibi_layer(**knobs), alibi)
+    for word in words:
+        assert word in message, message
+    causal_only = fails(grading.check_alibi_self_attention, lambda x, h, *w: via_module(
+        x, h, *w[:4], torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()), alibi)
+    assert "the linear biases are left out" in causal_only  # the course's layer, which has no ALiBi
+    scaled = fails(grading.check_alibi_self_attention,
+                   lambda x, h, *w: grading._self_attention(x, h, *w[:4], alibi(h, x.shape[1], x.dtype) / 3 ** 0.5),
+                   alibi)
+    assert "divided by sqrt(d_h) with the scores" in scaled
+    one_head = fails(grading.check_alibi_self_attention,
+                     lambda x, h, *w: grading._self_attention(x, 1, *w[:4], alibi(1, x.shape[1], x.dtype)), alibi)
+    assert "one head over all of d_model" in one_head
+
+
 def causal(layer=via_module, future=True, padding_axis=-1):
     """A causal layer with a padding mask built on ``layer``; ``future=False`` forgets the causal mask."""
     def fn(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
@@ -219,23 +267,15 @@ def causal(layer=via_module, future=True, padding_axis=-1):
     return fn
 
 
-def test_self_attention_reference_passes():
-    grading.check_self_attention(via_module)
-    grading.check_self_attention(via_module, batch=1, T=1, d_model=4, n_heads=4)
+def scaled_by_d_model(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
+    return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, grading._additive(None, mask), scale_by=6)
+
+
+def test_behaviour_checks_pass_causal_layers():
     grading.check_causal(causal())
     grading.check_padding(causal())
-
-
-@pytest.mark.parametrize("knobs, words", [
-    ({"ignore_mask": True}, ["mask is ignored"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
-    ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
-])
-def test_self_attention_names_the_mistake(knobs, words):
-    message = fails(grading.check_self_attention, self_attention(**knobs))
-    for word in words:
-        assert word in message, message
-    one_head = fails(grading.check_self_attention, lambda x, h, *w: grading._self_attention(x, 1, *w))
-    assert "one head over all of d_model" in one_head
+    grading.check_causal(alibi_layer())  # the linear biases carry the causal mask
+    grading.check_padding(alibi_layer())
 
 
 def test_check_causal_catches_both_ways():
@@ -251,8 +291,8 @@ def test_check_causal_catches_both_ways():
 def test_check_padding_catches_pads_that_are_seen():
     assert "moved" in fails(grading.check_padding, causal(padding_axis=-2))
     assert "moved" in fails(grading.check_padding, lambda x, h, *w: causal()(x, h, *w[:4]))
-    grading.check_padding(causal(self_attention(scale_by=6)))  # wrong values, right padding: not this check's business
-    grading.check_causal(causal(self_attention(scale_by=6)))
+    grading.check_padding(causal(scaled_by_d_model))  # wrong values, right padding: not this check's business
+    grading.check_causal(causal(scaled_by_d_model))
 
 
 # ---------------------------------------------------------------- GAN (hinge losses)

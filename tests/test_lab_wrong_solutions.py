@@ -71,37 +71,55 @@ GAN = {
                      "    counts = torch.bincount(index[index >= 0], minlength=len(centers)).double()")],
         ["test_mode_kl"], "GaussianMixture2D.assign, which this lab asks"),
 }
+ADD_BIAS = "    if bias is not None:\n        scores = scores + bias\n"
+ALIBI_OUT = 'return bias.masked_fill(offset > 0, float("-inf")).to(dtype)'
+ALL_ATTENTION = ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
+                 "test_padding"]
+AFTER_ALIBI = ["test_alibi_bias", "test_self_attention_values", "test_causality", "test_padding"]
 ATTENTION = {
+    "no_bias": (  # the bias argument ignored: plain attention, so the layer loses ALiBi and its causal mask
+        "attention", [(ADD_BIAS, "")], ALL_ATTENTION, "the bias is left out"),
+    "bias_scaled": (  # the bias added before the division by sqrt(d_k)
+        "attention", [("scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n" + ADD_BIAS,
+                       "scores = q @ k.transpose(-2, -1)\n" + ADD_BIAS
+                       + "    scores = scores / math.sqrt(q.shape[-1])\n")],
+        ALL_ATTENTION, "the bias is divided by sqrt(d_k)"),
+    "symmetric": (  # -m |i - j| everywhere: the bidirectional biases, which see the future
+        "alibi_bias", [(ALIBI_OUT, "return (-bias.abs()).to(dtype)")], AFTER_ALIBI, "alibi_bias(2, 3) should be"),
+    "reversed_slopes": (  # the steepest slope on the last head
+        "alibi_bias", [("torch.arange(1, n_heads + 1, dtype=torch.float64)",
+                        "torch.arange(n_heads, 0, -1, dtype=torch.float64)")],
+        AFTER_ALIBI, "alibi_bias(2, 3) should be"),
+    "course_causal_mask": (  # the course's causal mask as the biases: no slopes, no distances
+        "alibi_bias", [(ALIBI_OUT, 'return torch.zeros_like(bias).masked_fill(offset > 0, float("-inf")).to(dtype)')],
+        AFTER_ALIBI, "alibi_bias(2, 3) should be"),
     "one_head": (  # attention over all of d_model at once, whatever n_heads says
-        "self_attention", [("d_h = D // n_heads", "n_heads, d_h = 1, D")], ["test_self_attention_values"],
-        "self_attention does not match nn.MultiheadAttention"),
-    "no_causal_mask": (  # only the padding mask: position t reads the whole sequence
-        "causal_self_attention", [("mask = causal_mask(x.shape[1])                      # (T, T)",
-        "mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool)")], ["test_causality"], "sees the future"),
+        "alibi_self_attention", [("d_h = D // n_heads", "n_heads, d_h = 1, D")],
+        ["test_self_attention_values", "test_causality", "test_padding"], "one head over all of d_model"),
     "padding_on_queries": (  # the pads are taken out of the queries, not the keys: every token still reads them
-        "causal_self_attention", [("padding_mask[:, None, None, :]", "padding_mask[:, None, :, None]")],
+        "alibi_self_attention", [("padding_mask[:, None, None, :]", "padding_mask[:, None, :, None]")],
         ["test_padding"], "moved"),
     "alias_sdpa": (  # PyTorch's fused attention by a computed name: every test that reaches attention loses
         "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
         'weights = torch.softmax(scores, dim=-1)\n    fused = getattr(F, "scaled_dot_product" + "_attention")\n    '
-        "return fused(q, k, v, attn_mask=mask), weights")],
-        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
-         "test_padding"], "scaled_dot_product_attention, which this lab asks"),
+        "return fused(q, k, v, attn_mask=scores - q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])), weights")],
+        ALL_ATTENTION, "scaled_dot_product_attention, which this lab asks"),
     "alias_aten": (
         "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
-        "return tuple(torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=mask))")],
-        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
-         "test_padding"], "_scaled_dot_product_attention_math, which this lab asks"),
-    "alias_module": (  # nn.MultiheadAttention with the given weights copied in
-        "self_attention", [("B, T, D = x.shape\n",
+        "return tuple(torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=scores - q @ "
+        "k.transpose(-2, -1) / math.sqrt(q.shape[-1])))")],
+        ALL_ATTENTION, "_scaled_dot_product_attention_math, which this lab asks"),
+    "alias_module": (  # nn.MultiheadAttention with the given weights copied in, the biases as its float mask
+        "alibi_self_attention", [("B, T, D = x.shape\n",
         'mha = getattr(nn, "Multihead" + "Attention")(x.shape[-1], n_heads, batch_first=True).to(x.dtype)\n'
         "    with torch.no_grad():\n"
         "        mha.in_proj_weight.copy_(in_proj_weight)\n        mha.in_proj_bias.copy_(in_proj_bias)\n"
         "        mha.out_proj.weight.copy_(out_proj_weight)\n        mha.out_proj.bias.copy_(out_proj_bias)\n"
-        "    return mha(x, x, x, attn_mask=None if mask is None else ~mask, need_weights=False)[0]\n")],
+        "    ali = alibi_bias(n_heads, x.shape[1], x.dtype).repeat(x.shape[0], 1, 1)\n"
+        "    pads = None if padding_mask is None else ~padding_mask\n"
+        "    return mha(x, x, x, attn_mask=ali, key_padding_mask=pads, need_weights=False)[0]\n")],
         ["test_self_attention_values", "test_causality", "test_padding"], "multi_head_attention"),
 }
-
 NAS = {
     "mutate_may_not_edit": (  # the new width drawn from all widths, the old one included: sometimes no edit
         "mutate", [("widths[i] = rng.choice([w for w in space.widths if w != widths[i]])",

@@ -38,13 +38,14 @@ def lab_namespace(lab: str) -> tuple[dict, dict[str, str]]:
 
 
 def failing_tests(lab: str, replace: Callable[[dict], dict]) -> set[str]:
-    """The grade ids of the tests that fail once ``replace(namespace)`` has been put in the student's place."""
+    """The grade ids of the tests that fail once ``replace(namespace)`` has been put in the student's place (the
+    tests run in order in one namespace, as under the grader: a later test may use a helper an earlier defined)."""
     ns, tests = lab_namespace(lab)
     ns.update(replace(ns))
     failed = set()
     for gid, source in tests.items():
         try:
-            exec(compile(source, gid, "exec"), dict(ns))
+            exec(compile(source, gid, "exec"), ns)
         except Exception:  # noqa: BLE001 (any error fails a test, as under the grader)
             failed.add(gid)
     return failed
@@ -84,10 +85,42 @@ def course_gan(ns: dict) -> dict:
             "train_step": train_step, "mode_kl": mode_kl}
 
 
+def course_attention(ns: dict) -> dict:
+    """Lab 03 with the course's attention, causal mask and multi-head layer (karpa_lab.models.attention): a mask
+    but no linear biases."""
+    import torch
+
+    from karpa_lab.models import attention as course
+
+    sdpa, causal, layer = course.scaled_dot_product_attention, course.causal_mask, course.MultiHeadAttention
+
+    def attention(q, k, v, bias=None, mask=None):
+        return sdpa(q, k, v, mask)
+
+    def alibi_bias(n_heads, T, dtype=torch.float32):
+        blocked = torch.zeros(n_heads, T, T, dtype=dtype).masked_fill(~causal(T), float("-inf"))
+        return blocked
+
+    def alibi_self_attention(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
+        mha = layer(x.shape[-1], n_heads).to(x.dtype)
+        with torch.no_grad():
+            for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
+                proj.weight.copy_(w)
+                proj.bias.copy_(b)
+            mha.out_proj.weight.copy_(w_out)
+            mha.out_proj.bias.copy_(b_out)
+        mask = causal(x.shape[1]) if padding_mask is None else causal(x.shape[1]) & padding_mask[:, None, None, :]
+        return mha(x, mask=mask)[0]
+
+    return {"attention": attention, "alibi_bias": alibi_bias, "alibi_self_attention": alibi_self_attention}
+
+
 CASES = {
     "01_lstm_cell": (course_lstm_cell, {"test_cell_shapes", "test_cell_values", "test_cell_gradients",
                                         "test_sequence_values", "test_sequence_chunks"}),
     "02_gan_step": (course_gan, {"test_discriminator_loss", "test_generator_loss", "test_train_step", "test_mode_kl"}),
+    "03_self_attention": (course_attention, {"test_attention_values", "test_attention_weights", "test_alibi_bias",
+                                             "test_self_attention_values", "test_causality", "test_padding"}),
 }
 
 
