@@ -134,57 +134,63 @@ def _call(fn: Callable, what: str, *args):
         raise AssertionError(f"{fn.__name__} raised {type(err).__name__}: {err}\n  called with {what}") from err
 
 
-# ---------------------------------------------------------------- LSTM (lab 01)
+# ---------------------------------------------------------------- LSTM with a projection (lab 01)
 
 LSTM_GATES = ("i", "f", "g", "o")
 _SHUT, _OPEN = -40.0, 40.0  # a pre-activation bias (in each of b_ih and b_hh) that pins σ or tanh at 0/-1 or 1
 _FORBIDDEN_LSTM = ("LSTMCell", "LSTM", "lstm_step", "lstm_sequence", "_VF", "karpa_lab")
+_LSTM_WEIGHTS = ("weight_ih", "weight_hh", "weight_hr", "bias_ih", "bias_hh")  # the order of the lab's arguments
 
 
-def random_lstm_cell(input_size: int, hidden_size: int, seed: int = 0, bias: bool = True,
-                     dtype: torch.dtype = torch.float64) -> nn.LSTMCell:
-    """An ``nn.LSTMCell`` with weights uniform in [-1, 1] from ``seed`` (large enough that every gate matters)."""
+def random_lstm(input_size: int, hidden_size: int, proj_size: int, seed: int = 0, bias: bool = True,
+                dtype: torch.dtype = torch.float64) -> nn.LSTM:
+    """A one-layer ``nn.LSTM`` with a projection (``proj_size < hidden_size``), weights uniform in [-1, 1] from
+    ``seed`` (large enough that every gate matters)."""
     gen = torch.Generator().manual_seed(seed)
-    cell = nn.LSTMCell(input_size, hidden_size, bias=bias).to(dtype)
+    lstm = nn.LSTM(input_size, hidden_size, proj_size=proj_size, bias=bias).to(dtype)
     with torch.no_grad():
-        for p in cell.parameters():
+        for p in lstm.parameters():
             p.copy_(torch.rand(p.shape, generator=gen, dtype=dtype) * 2 - 1)
-    return cell
+    return lstm
 
 
-def _params(cell: nn.LSTMCell | nn.LSTM) -> tuple:
-    sfx = "" if isinstance(cell, nn.LSTMCell) else "_l0"
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return tuple(getattr(cell, n + sfx, None) for n in names)
+def _params(lstm: nn.LSTM) -> tuple:
+    """weight_ih (4H, D), weight_hh (4H, P), weight_hr (P, H), bias_ih and bias_hh (4H,) or None."""
+    return tuple(getattr(lstm, name + "_l0", None) for name in _LSTM_WEIGHTS)
 
 
-def _pin_gates(ref: nn.LSTMCell, pinned: dict[str, float]) -> nn.LSTMCell:
+def _one_step(lstm: nn.LSTM, x, h, c) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nn.LSTM``'s (h_next (B, P), c_next (B, H)) after one step from (h, c)."""
+    with torch.no_grad():
+        _, (h_next, c_next) = lstm(x[None], (h[None], c[None]))
+    return h_next[0], c_next[0]
+
+
+def _pin_gates(ref: nn.LSTM, pinned: dict[str, float]) -> nn.LSTM:
     """A copy of ``ref`` where each gate in ``pinned`` has zero weights and a huge bias: σ/tanh saturate."""
-    cell = copy.deepcopy(ref)
-    H = cell.hidden_size
+    lstm = copy.deepcopy(ref)
+    H = lstm.hidden_size
     with torch.no_grad():
         for gate, value in pinned.items():
             rows = slice(LSTM_GATES.index(gate) * H, (LSTM_GATES.index(gate) + 1) * H)
-            for p in (cell.weight_ih, cell.weight_hh):
+            for p in (lstm.weight_ih_l0, lstm.weight_hh_l0):
                 p[rows] = 0.0
-            for p in (cell.bias_ih, cell.bias_hh):
+            for p in (lstm.bias_ih_l0, lstm.bias_hh_l0):
                 p[rows] = value
-    return cell
+    return lstm
 
 
-def _shapes(x, h, c, cell) -> str:
-    w_ih, w_hh = _params(cell)[:2]
-    return (f"x {tuple(x.shape)}, h {tuple(h.shape)}, c {tuple(c.shape)}, "
-            f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}")
+def _shapes(x, h, c, lstm) -> str:
+    w_ih, w_hh, w_hr = _params(lstm)[:3]
+    return (f"x {tuple(x.shape)}, h {tuple(h.shape)}, c {tuple(c.shape)}, weight_ih {tuple(w_ih.shape)}, "
+            f"weight_hh {tuple(w_hh.shape)}, weight_hr {tuple(w_hr.shape)}")
 
 
-def _run_cell(fn: Callable, cell: nn.LSTMCell, x, h, c):
-    """The learner's output and nn.LSTMCell's on the same inputs (the inputs are passed as copies)."""
-    out = _call(fn, _shapes(x, h, c, cell), x.clone(), h.clone(), c.clone(),
-                *(p.detach() if p is not None else None for p in _params(cell)))
-    with torch.no_grad():
-        ref = cell(x, (h, c))
-    return out, ref
+def _run_cell(fn: Callable, lstm: nn.LSTM, x, h, c):
+    """The learner's output and nn.LSTM's on the same inputs (the inputs are passed as copies)."""
+    out = _call(fn, _shapes(x, h, c, lstm), x.clone(), h.clone(), c.clone(),
+                *(p.detach() if p is not None else None for p in _params(lstm)))
+    return out, _one_step(lstm, x, h, c)
 
 
 # Each diagnosis pins some gates so that one unknown is left in c_t (or in h_t for the output gate).
@@ -193,11 +199,11 @@ _GATE_TESTS = (
     ("i", "input gate i", {"f": _SHUT, "g": _OPEN}, 1, "with f = 0 and g = 1, c_t must be i"),
     ("g", "candidate g", {"f": _SHUT, "i": _OPEN}, 1, "with f = 0 and i = 1, c_t must be g = tanh(a_g) (tanh, not σ)"),
     ("o", "output gate o", {"f": _SHUT, "i": _OPEN, "g": _OPEN}, 0,
-     "with c_t = 1, h_t must be o ⊙ tanh(1): h_t = o ⊙ tanh(c_t)"),
+     "with c_t = 1, h_t must be (o ⊙ tanh(1)) @ weight_hr.T: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T"),
 )
 
 
-def _gate_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+def _gate_report(fn: Callable, ref: nn.LSTM, x, h, c, atol: float) -> list[str]:
     H = ref.hidden_size
     lines = []
     for gate, title, pinned, which, rule in _GATE_TESTS:
@@ -217,56 +223,70 @@ def _gate_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[s
     return lines
 
 
-def _term_report(fn: Callable, ref: nn.LSTMCell, x, h, c, atol: float) -> list[str]:
+def _term_report(fn: Callable, ref: nn.LSTM, x, h, c, atol: float) -> list[str]:
     """When every gate passes alone, find the term that breaks the full step: the biases, x or h."""
     no_bias = copy.deepcopy(ref)
     with torch.no_grad():
-        no_bias.bias_ih.zero_()
-        no_bias.bias_hh.zero_()
+        no_bias.bias_ih_l0.zero_()
+        no_bias.bias_hh_l0.zero_()
     trials = (
         (no_bias, x, h, "with both biases at zero: add b_ih and b_hh (each (4H,)) to the pre-activations"),
-        (ref, x, torch.zeros_like(h), "with h_{t-1} = 0: look at the recurrent term h_{t-1} (B, H) @ W_hh.T (H, 4H)"),
+        (ref, x, torch.zeros_like(h), "with h_{t-1} = 0: look at the recurrent term h_{t-1} (B, P) @ W_hh.T (P, 4H)"),
         (ref, torch.zeros_like(x), h, "with x_t = 0: look at the input term x_t (B, D) @ W_ih.T (D, 4H)"),
     )
-    for cell, xx, hh, hint in trials:
-        out, expected = _run_cell(fn, cell, xx, hh, c)
+    for lstm, xx, hh, hint in trials:
+        out, expected = _run_cell(fn, lstm, xx, hh, c)
         if max(max_error(out[0], expected[0]), max_error(out[1], expected[1])) <= atol:
             return [f"  Every gate is right {hint}."]
     return []
 
 
-def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, batch: int = 3,
-                    seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh) -> (h_next, c_next)`` with ``nn.LSTMCell``.
+def _check_state(out, B: int, H: int, P: int, fn_name: str) -> None:
+    """Raise unless ``out`` is a pair (h_next (B, P), c_next (B, H)) of float64 tensors."""
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise AssertionError(f"{fn_name} should return a pair (h_next, c_next), got {type(out).__name__}"
+                             + (f" of length {len(out)}" if isinstance(out, tuple | list) else ""))
+    if isinstance(out[0], torch.Tensor) and tuple(out[0].shape) == (B, H) and H != P:
+        raise AssertionError(f"h_next has shape {(B, H)} = (batch, hidden_size): that is o ⊙ tanh(c_t) before the "
+                             f"projection. Project it: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T, (batch, proj_size) = "
+                             f"{(B, P)}")
+    check_tensor("h_next", out[0], (B, P), dims="(batch, proj_size)", dtype=torch.float64)
+    check_tensor("c_next", out[1], (B, H), dims="(batch, hidden_size)", dtype=torch.float64)
 
-    Float64 inputs x (B, D), h and c (B, H); weights in PyTorch's layout, gates stacked [i, f, g, o].
-    On a mismatch the message names the tensor and, by pinning the other gates open or shut so that one
-    gate alone decides c_t (or h_t), which gate is wrong; then which term (biases, x or h) if none is.
+
+def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, proj_size: int = 2, batch: int = 3,
+                    seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, h, c, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh) -> (h_next, c_next)`` with one
+    step of ``nn.LSTM(..., proj_size=P)``, the LSTM with a projection.
+
+    Float64 inputs x (B, D), h (B, P) and c (B, H); weights in PyTorch's layout, gates stacked [i, f, g, o]:
+    weight_ih (4H, D), weight_hh (4H, P), weight_hr (P, H). On a mismatch the message names the tensor and,
+    by pinning the other gates open or shut so that one gate alone decides c_t (or h_t), which gate is wrong;
+    then which term (biases, x or h) if none is, or the projection when c_next is right.
     """
     check_no_calls(fn, _FORBIDDEN_LSTM, "this lab asks you to write the gate equations yourself")
-    B, D, H = batch, input_size, hidden_size
-    ref = random_lstm_cell(D, H, seed)
+    B, D, H, P = batch, input_size, hidden_size, proj_size
+    ref = random_lstm(D, H, P, seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    x, h, c = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (D, H, H))
+    x, h, c = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (D, P, H))
     copies = (x.clone(), h.clone(), c.clone())
     out = _call(fn, _shapes(x, h, c, ref), x, h, c, *(p.detach() for p in _params(ref)))
     if any(not torch.equal(a, b) for a, b in zip((x, h, c), copies)):
         raise AssertionError(f"{fn.__name__} changed its inputs in place (e.g. c *= f or c.mul_(f)): "
                              "compute c_next and h_next as new tensors")
-    if not isinstance(out, tuple | list) or len(out) != 2:
-        raise AssertionError(f"{fn.__name__} should return a pair (h_next, c_next), got {type(out).__name__}"
-                             + (f" of length {len(out)}" if isinstance(out, tuple | list) else ""))
-    for name, value in zip(("h_next", "c_next"), out):
-        check_tensor(name, value, (B, H), dims="(batch, hidden_size)", dtype=torch.float64)
-    with torch.no_grad():
-        expected = ref(x, (h, c))
+    _check_state(out, B, H, P, fn.__name__)
+    expected = _one_step(ref, x, h, c)
     problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("h_next", "c_next"), out, expected)) if p]
+    shape = f"B={B}, D={D}, H={H}, P={P}"
     if not problems:
         err = max(max_error(a, e) for a, e in zip(out, expected))
-        print(f"✓ {fn.__name__} matches nn.LSTMCell (B={B}, D={D}, H={H}; max abs error {err:.1e})")
+        print(f"✓ {fn.__name__} matches nn.LSTM with proj_size ({shape}; max abs error {err:.1e})")
         return
-    report = [f"{fn.__name__} does not match nn.LSTMCell (B={B}, D={D}, H={H}, float64):"]
+    report = [f"{fn.__name__} does not match nn.LSTM with proj_size ({shape}, float64):"]
     report += [f"  {p}" for p in problems]
+    if len(problems) == 1 and problems[0].startswith("h_next"):
+        report.append("  c_next matches, so the gates and the cell are right: h_t = (o ⊙ tanh(c_t)) @ weight_hr.T, "
+                      "the output gate times tanh of the new cell (B, H), then the projection to (B, P)")
     term = _term_report(fn, ref, x, h, c, atol)
     if term:
         report += term
@@ -276,68 +296,97 @@ def check_lstm_cell(fn: Callable, input_size: int = 5, hidden_size: int = 4, bat
     raise AssertionError("\n".join(report))
 
 
-def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4, batch: int = 2, steps: int = 6,
-                        seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, state, weight_ih, weight_hh, bias_ih, bias_hh) -> (outputs, (h_T, c_T))`` with ``nn.LSTM``.
+def _sequence_hint(outputs, expected, t: int, given: bool, atol: float) -> str:
+    """What it means that the outputs first go wrong at step ``t``."""
+    if max_error(outputs.flip(0), expected) <= atol:
+        return "your outputs are in reverse time order: outputs[t] must be h after step t"
+    if t == 0 and not given:
+        return ("already step 0 is off: with state=None start from zeros, h_0 (B, P) and c_0 (B, H); "
+                "then check your lstm_cell with check_lstm_cell")
+    if t == 0:
+        return "step 0 is off only when a state is given: start from the (h_0, c_0) you are passed"
+    done = "step 0 matches" if t == 1 else f"steps 0 to {t - 1} match"
+    return f"{done} and step {t} does not: feed the (h, c) returned by step t-1 into step t (both of them)"
 
-    x is (T, B, D), time first; ``state`` is None (zeros) or ``(h_0, c_0)`` each (B, H); outputs is (T, B, H).
-    On a mismatch the message says at which time step your outputs first go wrong, and what that suggests.
+
+def _run_sequence(fn: Callable, x: torch.Tensor, state, label: str, ref: nn.LSTM):
+    """The learner's sequence from ``state`` (copies of the inputs); an error says what the state should be."""
+    try:
+        return fn(x.clone(), None if state is None else tuple(s.clone() for s in state),
+                  *(p.detach() for p in _params(ref)))
+    except NotImplementedError:
+        raise
+    except Exception as err:
+        hint = ("start from h_0 = zeros (B, P) and c_0 = zeros (B, H), two sizes" if state is None else
+                "h_0 is (B, P) and c_0 is (B, H)")
+        raise AssertionError(f"{fn.__name__} raised {type(err).__name__} with {label} ({hint}): {err}\n  called with "
+                             f"x {tuple(x.shape)} = (time, batch, input_size), H={ref.hidden_size}, "
+                             f"P={ref.proj_size}") from err
+
+
+def check_lstm_sequence(fn: Callable, input_size: int = 3, hidden_size: int = 4, proj_size: int = 2, batch: int = 2,
+                        steps: int = 6, seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, state, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh) -> (outputs, (h_T, c_T))`` with
+    ``nn.LSTM(..., proj_size=P)``.
+
+    x is (T, B, D), time first; ``state`` is None (zeros) or ``(h_0, c_0)``, h_0 (B, P) and c_0 (B, H);
+    outputs is (T, B, P). On a mismatch the message says at which time step your outputs first go wrong,
+    and what that suggests.
     """
     check_no_calls(fn, _FORBIDDEN_LSTM, "run your own lstm_cell over time, step by step")
-    T, B, D, H = steps, batch, input_size, hidden_size
-    cell = random_lstm_cell(D, H, seed)
-    ref = nn.LSTM(D, H).double()
-    with torch.no_grad():
-        for name, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), _params(cell)):
-            getattr(ref, name + "_l0").copy_(p)
+    T, B, D, H, P = steps, batch, input_size, hidden_size, proj_size
+    ref = random_lstm(D, H, P, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(T, B, D, generator=gen, dtype=torch.float64)
-    h0, c0 = (torch.randn(B, H, generator=gen, dtype=torch.float64) for _ in range(2))
+    h0, c0 = (torch.randn(B, n, generator=gen, dtype=torch.float64) for n in (P, H))
     for state, label in ((None, "state=None"), ((h0, c0), "a given (h_0, c_0)")):
-        what = f"x {tuple(x.shape)} = (time, batch, input_size) and {label}"
-        out = _call(fn, what, x.clone(), None if state is None else (h0.clone(), c0.clone()),
-                    *(p.detach() for p in _params(cell)))
+        out = _run_sequence(fn, x, state, label, ref)
         if not isinstance(out, tuple | list) or len(out) != 2 or not isinstance(out[1], tuple | list) \
                 or len(out[1]) != 2:
             raise AssertionError(f"{fn.__name__} should return (outputs, (h_T, c_T)), got {type(out).__name__}")
         outputs, (h_T, c_T) = out
-        check_tensor("outputs", outputs, (T, B, H), dims="(time, batch, hidden_size)", dtype=torch.float64)
-        check_tensor("h_T", h_T, (B, H), dims="(batch, hidden_size)")
+        check_tensor("outputs", outputs, (T, B, P), dims="(time, batch, proj_size)", dtype=torch.float64)
+        check_tensor("h_T", h_T, (B, P), dims="(batch, proj_size)")
         check_tensor("c_T", c_T, (B, H), dims="(batch, hidden_size)")
         with torch.no_grad():
             exp_out, (exp_h, exp_c) = ref(x, None if state is None else (h0[None], c0[None]))
         bad = [t for t in range(T) if max_error(outputs[t], exp_out[t]) > atol]
         if bad:
             t = bad[0]
-            head = f"{fn.__name__} does not match nn.LSTM (T={T}, B={B}, D={D}, H={H}) with {label}:\n  "
+            head = f"{fn.__name__} does not match nn.LSTM with proj_size (T={T}, B={B}, D={D}, H={H}, P={P}), {label}:"
             line = _mismatch(f"outputs[{t}]", outputs[t], exp_out[t], atol, 0.0)
-            if t == 0 and state is None:
-                hint = ("already step 0 is off: with state=None start from zeros (B, H); "
-                        "then check your lstm_cell with check_lstm_cell")
-            elif t == 0:
-                hint = "step 0 is off only when a state is given: start from the (h_0, c_0) you are passed"
-            else:
-                done = "step 0 matches" if t == 1 else f"steps 0 to {t - 1} match"
-                hint = f"{done} and step {t} does not: feed the (h, c) returned by step t-1 into step t (both of them)"
-            if max_error(outputs.flip(0), exp_out) <= atol:
-                hint = "your outputs are in reverse time order: outputs[t] must be h after step t"
-            raise AssertionError(head + line + "\n  " + hint)
+            raise AssertionError(f"{head}\n  {line}\n  {_sequence_hint(outputs, exp_out, t, state is not None, atol)}")
         for name, a, e in (("h_T", h_T, exp_h[0]), ("c_T", c_T, exp_c[0])):
             problem = _mismatch(name, a, e, atol, 0.0)
             if problem:
                 raise AssertionError(f"{problem}\n  (with {label}) return the state after the last step, "
                                      "h_T equal to outputs[-1]")
-    print(f"✓ {fn.__name__} matches nn.LSTM (T={T}, B={B}, D={D}, H={H}; with state=None and a given state)")
+    print(f"✓ {fn.__name__} matches nn.LSTM with proj_size (T={T}, B={B}, D={D}, H={H}, P={P}; with state=None and "
+          "a given state)")
 
 
-# ---------------------------------------------------------------- attention (lab 03)
+# ---------------------------------------------------------------- attention with linear biases (lab 03)
 
-def _softmax_attention(q, k, v, mask=None, scale=None, dim=-1, blocked=float("-inf")):
-    """The reference, with knobs that reproduce the usual mistakes (no scale, wrong softmax axis, ...)."""
-    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, blocked)
-    weights = torch.softmax(scores, dim=dim)
+def _additive(bias, mask) -> torch.Tensor | None:
+    """One float mask added to the scores: the bias (or 0) where the mask allows, -inf where it blocks."""
+    if mask is None:
+        return bias
+    base = torch.zeros((), dtype=torch.float64) if bias is None else bias
+    return base.expand(torch.broadcast_shapes(base.shape, mask.shape)).masked_fill(~mask, float("-inf"))
+
+
+def _sdpa(q, k, v, attn_mask=None, scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch's reference attention, which also returns the weights: softmax(q k^T * scale + attn_mask) v."""
+    if attn_mask is not None:
+        attn_mask = attn_mask.to(q.dtype).expand(*q.shape[:-2], q.shape[-2], k.shape[-2])
+    out, weights = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=attn_mask, scale=scale)
+    return out, weights
+
+
+def _over_queries(q, k, v, attn_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mistake of a softmax over the queries (dim=-2) instead of the keys."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + (0.0 if attn_mask is None else attn_mask)
+    weights = torch.softmax(scores, dim=-2)
     return weights @ v, weights
 
 
@@ -348,55 +397,77 @@ def _first_match(candidates: Iterable[tuple[str, tuple]], got: tuple, atol: floa
     return None
 
 
+def _attention_mistakes(q, k, v, bias, mask) -> list[tuple[str, tuple]]:
+    """What the usual mistakes compute, for the messages."""
+    d_k = q.shape[-1]
+    both = _additive(bias, mask)
+    found = [
+        ("the scores are not scaled: divide q k^T by sqrt(d_k)", _sdpa(q, k, v, both, scale=1.0)),
+        ("the scores are divided by d_k: divide by sqrt(d_k)", _sdpa(q, k, v, both, scale=1 / d_k)),
+        ("the softmax runs over the queries: take it over the keys, dim=-1, so each row sums to 1",
+         _over_queries(q, k, v, both)),
+    ]
+    if bias is not None:
+        found += [
+            ("the bias is left out: add it to the scores before the softmax",
+             _sdpa(q, k, v, _additive(None, mask))),
+            ("the bias is subtracted: add it", _sdpa(q, k, v, _additive(-bias, mask))),
+            ("the bias is divided by sqrt(d_k) with q k^T: scale q k^T first, then add the bias",
+             _sdpa(q, k, v, _additive(bias / math.sqrt(d_k), mask))),
+        ]
+    if mask is not None:
+        raw = q @ k.transpose(-2, -1) / math.sqrt(d_k) + (0.0 if bias is None else bias)
+        found += [
+            ("the mask is inverted: True means *may attend*, so block where it is False (~mask)",
+             _sdpa(q, k, v, _additive(bias, ~mask))),
+            ("blocked scores are set to 0, and exp(0) = 1 still counts: set them to -inf before the softmax",
+             _sdpa(q, k, v, torch.where(mask, 0.0 if bias is None else bias, -raw), scale=None)),
+            ("the mask is ignored", _sdpa(q, k, v, bias)),
+        ]
+    return found
+
+
 def check_attention(fn: Callable, batch: tuple[int, ...] = (2, 3), L: int = 4, S: int = 6, d_k: int = 5,
                     d_v: int = 3, seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(q, k, v, mask=None) -> (out, weights)`` with scaled dot-product attention.
+    """Compare ``fn(q, k, v, bias=None, mask=None) -> (out, weights)`` with scaled dot-product attention whose
+    scores get an additive ``bias`` before the softmax.
 
-    q (..., L, d_k), k (..., S, d_k), v (..., S, d_v) in float64; the boolean mask is True where a query
-    may attend to a key (``F.scaled_dot_product_attention``'s convention). Checked without a mask and with
-    one; on a mismatch the message says which usual mistake your numbers match (no 1/sqrt(d_k), softmax
-    over the wrong axis, the mask inverted or filled with 0 instead of -inf, ...).
+    q (..., L, d_k), k (..., S, d_k), v (..., S, d_v) in float64; the float bias (..., L, S) is added to
+    q k^T / sqrt(d_k); the boolean mask is True where a query may attend to a key (``F.scaled_dot_product_
+    attention``'s convention). Checked with neither, each, and both; on a mismatch the message says which
+    usual mistake your numbers match (no 1/sqrt(d_k), the bias scaled too, the mask inverted, ...).
     """
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(*batch, L, d_k, generator=gen, dtype=torch.float64)
     k = torch.randn(*batch, S, d_k, generator=gen, dtype=torch.float64)
     v = torch.randn(*batch, S, d_v, generator=gen, dtype=torch.float64)
+    bias = 2 * torch.randn(*batch, L, S, generator=gen, dtype=torch.float64)
     mask = torch.rand(*batch, L, S, generator=gen) < 0.6
-    mask[..., 0], mask[..., -1] = True, False  # every query keeps a key and loses one
+    mask[..., -1] = False  # every query loses a key (when it has two) and keeps one
+    mask[..., 0] = True
     d = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} = (..., L, d_k), (..., S, d_k), (..., S, d_v)"
-    for m, label in ((None, "without a mask"), (mask, f"with a boolean mask {tuple(mask.shape)}")):
-        out = _call(fn, f"{d}, {label}", q, k, v, m)
+    cases = ((None, None, "without a bias or a mask"), (bias, None, f"with a float bias {tuple(bias.shape)}"),
+             (None, mask, f"with a boolean mask {tuple(mask.shape)}"), (bias, mask, "with a bias and a mask"))
+    for b, m, label in cases:
+        out = _call(fn, f"{d}, {label}", q, k, v, b, m)
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise AssertionError(f"{fn.__name__} should return the pair (out, weights), got {type(out).__name__}")
         check_tensor("out", out[0], (*batch, L, d_v), dims="(..., L, d_v)")
         check_tensor("weights", out[1], (*batch, L, S), dims="(..., L, S): one row per query, one column per key")
-        want = _softmax_attention(q, k, v, m)
+        want = _sdpa(q, k, v, _additive(b, m))
         problems = [p for p in (_mismatch(n, a, e, atol, 0.0) for n, a, e in zip(("out", "weights"), out, want)) if p]
         if not problems:
             continue
-        candidates = [
-            ("the scores are not scaled: divide q k^T by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1.0)),
-            ("the scores are divided by d_k: divide by sqrt(d_k)", _softmax_attention(q, k, v, m, scale=1 / d_k)),
-            ("the softmax runs over the queries: take it over the keys, dim=-1, so each row sums to 1",
-             _softmax_attention(q, k, v, m, dim=-2)),
-        ]
-        if m is not None:
-            candidates += [
-                ("the mask is inverted: True means *may attend*, so block where it is False (~mask)",
-                 _softmax_attention(q, k, v, ~m)),
-                ("blocked scores are set to 0, and exp(0) = 1 still counts: set them to -inf before the softmax",
-                 _softmax_attention(q, k, v, m, blocked=0.0)),
-                ("the mask is ignored", _softmax_attention(q, k, v)),
-            ]
-        hint = _first_match(candidates, out, atol)
+        hint = _first_match(_attention_mistakes(q, k, v, b, m), out, atol)
         if hint is None and _mismatch("weights", out[1], want[1], atol, 0.0) is None:
             hint = "the weights are right but out is not: out = weights @ v"
-        report = [f"{fn.__name__} does not match scaled dot-product attention {label}:"] + [f"  {p}" for p in problems]
-        recipe = "scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax(scores, dim=-1); out = weights @ v"
-        report.append(f"  Your numbers match this mistake: {hint}." if hint else f"  {recipe}")
-        raise AssertionError("\n".join(report))
+        recipe = ("scores = q @ k.transpose(-2, -1) / sqrt(d_k) + bias, -inf where the mask is False; "
+                  "weights = softmax(scores, dim=-1); out = weights @ v")
+        head = f"{fn.__name__} does not match scaled dot-product attention {label}"
+        raise AssertionError("\n".join([f"{head}. Your numbers match this mistake: {hint}." if hint else
+                                        f"{head}: {recipe}"] + [f"  {p}" for p in problems]))
     print(f"✓ {fn.__name__} matches scaled dot-product attention (batch {batch}, L={L}, S={S}, d_k={d_k}, d_v={d_v}; "
-          "with and without a mask)")
+          "with and without a bias and a mask)")
 
 
 def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAttention, tuple]:
@@ -410,8 +481,9 @@ def _mha_params(d_model: int, n_heads: int, seed: int) -> tuple[nn.MultiheadAtte
     return ref, params
 
 
-def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, mask=None, split="right", scale_by=None, project=True):
-    """Multi-head self-attention written out, with knobs that reproduce the usual mistakes."""
+def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, attn_mask=None, split="right", scale_by=None,
+                    project=True):
+    """Multi-head self-attention written out around PyTorch's attention, with knobs for the usual mistakes."""
     B, T, D = x.shape
     d_h = D // n_heads
     q, k, v = (x @ w_in.T + b_in).chunk(3, dim=-1)
@@ -419,16 +491,40 @@ def _self_attention(x, n_heads, w_in, b_in, w_out, b_out, mask=None, split="righ
         q, k, v = (t.view(B, T, n_heads, d_h).transpose(1, 2) for t in (q, k, v))
     else:
         q, k, v = (t.reshape(B, n_heads, T, d_h) for t in (q, k, v))
-    out, _ = _softmax_attention(q, k, v, mask, scale=None if scale_by is None else scale_by ** -0.5)
+    out, _ = _sdpa(q, k, v, attn_mask, scale=None if scale_by is None else scale_by ** -0.5)
     out = out.transpose(1, 2).reshape(B, T, D) if split == "right" else out.reshape(B, T, D)
     return out @ w_out.T + b_out if project else out
 
 
-def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6, n_heads: int = 2,
-                         seed: int = 0, atol: float = 1e-6) -> None:
-    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, mask=None) ->
-    (B, T, D)`` with ``nn.MultiheadAttention`` (batch_first) in float64, without a mask and with a boolean
-    (T, T) mask (True where query i may attend to key j).
+def _layer_mistakes(x, n_heads, params, bias, one_head_bias) -> list[tuple[str, tuple]]:
+    """What the usual mistakes of a multi-head layer with per-head biases (h, T, T) compute (``one_head_bias``:
+    the biases of a single head, (1, T, T))."""
+    d_model = x.shape[-1]
+    d_h = d_model // n_heads
+    causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()
+    return [
+        ("the linear biases are left out, only the causal mask is there: add alibi_bias to every head's scores",
+         (_self_attention(x, n_heads, *params, _additive(None, causal)),)),
+        ("the heads get each other's slopes (reversed): head h takes row h of alibi_bias",
+         (_self_attention(x, n_heads, *params, bias.flip(0)),)),
+        (f"the biases are divided by sqrt(d_h) with the scores: add them after scaling q k^T by 1/sqrt({d_h})",
+         (_self_attention(x, n_heads, *params, bias / math.sqrt(d_h)),)),
+        (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
+         (_self_attention(x, 1, *params, one_head_bias),)),
+        ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
+         (_self_attention(x, n_heads, *params, bias, split="wrong"),)),
+        (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
+         (_self_attention(x, n_heads, *params, bias, scale_by=d_model),)),
+        ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
+         (_self_attention(x, n_heads, *params, bias, project=False),)),
+    ]
+
+
+def check_alibi_self_attention(fn: Callable, bias_fn: Callable, batch: int = 2, T: int = 5, d_model: int = 6,
+                               n_heads: int = 2, seed: int = 0, atol: float = 1e-6) -> None:
+    """Compare ``fn(x, n_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias) -> (B, T, D)``
+    with ``nn.MultiheadAttention`` (batch_first, float64) whose float ``attn_mask`` is ``bias_fn(n_heads, T,
+    dtype=torch.float64)`` (h, T, T), your own per-head biases, for every sequence of the batch.
 
     The weights are ``nn.MultiheadAttention``'s: in_proj (3D, D) stacking W_q, W_k, W_v, out_proj (D, D).
     On a mismatch the message says which usual mistake your numbers match.
@@ -436,40 +532,24 @@ def check_self_attention(fn: Callable, batch: int = 2, T: int = 5, d_model: int 
     ref, params = _mha_params(d_model, n_heads, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(batch, T, d_model, generator=gen, dtype=torch.float64)
-    mask = torch.rand(T, T, generator=gen) < 0.5
-    mask.fill_diagonal_(True)  # every query keeps a key
+    bias = _call(bias_fn, f"n_heads={n_heads}, T={T}, dtype=torch.float64", n_heads, T, torch.float64)
+    check_tensor(f"{getattr(bias_fn, '__name__', 'the bias')}({n_heads}, {T})", bias, (n_heads, T, T),
+                 dims="(n_heads, T, T)")
     shape = f"B={batch}, T={T}, d_model={d_model}, heads={n_heads}"
-    for m, label in ((None, "without a mask"), (mask, "with a (T, T) mask")):
-        out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}, {label}", x.clone(), n_heads,
-                    *params, m)
-        check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
-        with torch.no_grad():
-            want = ref(x, x, x, attn_mask=None if m is None else ~m, need_weights=False)[0]
-        problem = _mismatch("output", out, want, atol, 0.0)
-        if problem is None:
-            continue
-        d_h = d_model // n_heads
-        candidates = [] if m is None else [
-            ("the mask is ignored: pass it to attention, which blocks key j for query i where it is False",
-             (_self_attention(x, n_heads, *params),)),
-            ("the mask is inverted: True means *may attend*", (_self_attention(x, n_heads, *params, ~m),)),
-        ]
-        candidates += [
-            (f"one head over all of d_model: split into {n_heads} heads of size d_model / n_heads = {d_h}",
-             (_self_attention(x, 1, *params, m),)),
-            ("heads split with view(B, h, T, d_h): split the features, view(B, T, h, d_h).transpose(1, 2)",
-             (_self_attention(x, n_heads, *params, m, split="wrong"),)),
-            (f"scores divided by sqrt(d_model): each head scales by its own size, sqrt(d_h) = sqrt({d_h})",
-             (_self_attention(x, n_heads, *params, m, scale_by=d_model),)),
-            ("no output projection: finish with out @ out_proj_weight.T + out_proj_bias",
-             (_self_attention(x, n_heads, *params, m, project=False),)),
-        ]
-        hint = _first_match(candidates, (out,), atol)
-        raise AssertionError(
-            f"{fn.__name__} does not match nn.MultiheadAttention ({shape}, {label}):\n  {problem}\n  " + (
-                f"Your numbers match this mistake: {hint}." if hint else "q, k, v = (x @ in_proj_weight.T + "
-                "in_proj_bias).chunk(3, dim=-1), then heads, attention with the mask, merge, output projection"))
-    print(f"✓ {fn.__name__} matches nn.MultiheadAttention ({shape}; without a mask and with one)")
+    out = _call(fn, f"x {tuple(x.shape)} = (batch, T, d_model), n_heads={n_heads}", x.clone(), n_heads, *params)
+    check_tensor("output", out, (batch, T, d_model), dims="(batch, T, d_model)")
+    with torch.no_grad():
+        want = ref(x, x, x, attn_mask=bias.repeat(batch, 1, 1), need_weights=False)[0]
+    problem = _mismatch("output", out, want, atol, 0.0)
+    if problem is None:
+        print(f"✓ {fn.__name__} matches nn.MultiheadAttention with your biases as attn_mask ({shape})")
+        return
+    one_head = _call(bias_fn, f"n_heads=1, T={T}, dtype=torch.float64", 1, T, torch.float64)
+    hint = _first_match(_layer_mistakes(x, n_heads, params, bias, one_head), (out,), atol)
+    head = f"{fn.__name__} does not match nn.MultiheadAttention with attn_mask = the biases ({shape})"
+    raise AssertionError((f"{head}. Your numbers match this mistake: {hint}." if hint else
+                          f"{head}: q, k, v = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1), then heads, "
+                          "attention with each head's row of the biases, merge, output projection") + f"\n  {problem}")
 
 
 def _left_padding(batch: int, T: int, gen: torch.Generator) -> torch.Tensor:
@@ -542,7 +622,7 @@ def check_padding(fn: Callable, batch: int = 3, T: int = 6, d_model: int = 4, n_
     print(f"✓ {fn.__name__} hides the pads: real tokens get the outputs they get without padding (B={batch}, T={T})")
 
 
-# ---------------------------------------------------------------- GAN (lab 02)
+# ---------------------------------------------------------------- GAN with the hinge loss (lab 02)
 
 def _scalar(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
@@ -554,80 +634,130 @@ def _scalar(name: str, value) -> torch.Tensor:
     return value
 
 
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.softplus(x)
+def _hinge(x: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """PyTorch's hinge loss with target -1: the mean of max(0, margin - x) over the batch."""
+    return F.hinge_embedding_loss(x, -torch.ones_like(x), margin=margin)
+
+
+def _mean(x: torch.Tensor) -> torch.Tensor:
+    """PyTorch's hinge loss with target +1, which is the plain mean of its input."""
+    return F.hinge_embedding_loss(x, torch.ones_like(x))
+
+
+def _reference_loss(name: str, args: tuple) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The hinge GAN's loss ``name`` on logits ``args`` and its gradients with respect to them."""
+    leaves = tuple(a.detach().clone().requires_grad_() for a in args)
+    value = _hinge(leaves[0]) + _hinge(-leaves[1]) if name == "discriminator_loss" else _mean(-leaves[0])
+    return value.detach(), torch.autograd.grad(value, leaves)
+
+
+def _loss_mistakes(name: str, args: tuple) -> tuple[tuple[str, torch.Tensor], ...]:
+    """The usual mistakes of each loss, with what each computes, for the messages."""
+    with torch.no_grad():
+        if name == "generator_loss":
+            (f,) = args
+            return (
+                ("the generator's loss has no relu and no margin: L_G = -mean(l_fake); the hinge is D's", _hinge(f)),
+                ("the sign is flipped: G wants D's scores on its fakes large, so it minimises -mean(l_fake)", _mean(f)),
+                ("that is the non-saturating cross-entropy loss, not the hinge GAN's", F.softplus(-f).mean()),
+                ("that sums over the batch: take the mean", _mean(-f) * len(f)),
+            )
+        r, f = args
+        return (
+            ("the sign is flipped: each term is max(0, ...) ≥ 0, so L_D is positive", -(_hinge(r) + _hinge(-f))),
+            ("the real and fake terms are swapped: real logits should be pushed above +1, fake ones below -1",
+             _hinge(-r) + _hinge(f)),
+            ("the margin is missing: the terms are max(0, 1 - l_real) and max(0, 1 + l_fake)",
+             _hinge(r, 0.0) + _hinge(-f, 0.0)),
+            ("without the relu (max(0, ·)) that is a loss that never stops pushing, like the Wasserstein critic's",
+             (1 - r).mean() + (1 + f).mean()),
+            ("that is the Wasserstein critic's loss mean(l_fake) - mean(l_real): no relu, no margin",
+             f.mean() - r.mean()),
+            ("that is the cross-entropy loss of the standard GAN, not the hinge loss",
+             F.softplus(-r).mean() + F.softplus(f).mean()),
+            ("that is half the loss: average each term over its own batch, then add the two",
+             (_hinge(r) + _hinge(-f)) / 2),
+            ("that sums over the batch: take the mean", _hinge(r) * len(r) + _hinge(-f) * len(f)),
+        )
+
+
+def _check_one_loss(name: str, fn: Callable, args: tuple, label: str, atol: float) -> None:
+    """The value of one loss and its gradient with respect to the logits, against the hinge GAN's."""
+    want, want_grads = _reference_loss(name, args)
+    leaves = tuple(a.detach().clone().requires_grad_() for a in args)
+    shapes = " and ".join(str(tuple(a.shape)) for a in args)
+    got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}", *leaves))
+    value = float(got.detach())
+    err = abs(value - float(want))
+    if not math.isfinite(value) or err > atol:
+        hint = next((h for h, v in _loss_mistakes(name, args) if abs(value - float(v)) <= atol), None)
+        raise AssertionError(f"{name} is {value:.6g} for {label}, expected {float(want):.6g} (off by {err:.3g})"
+                             + (f": {hint}" if hint else ""))
+    if not got.requires_grad:
+        raise AssertionError(f"{name} carries no gradient: compute it with torch operations on the logits "
+                             "(no .item(), no .detach(), no torch.no_grad())")
+    grads = torch.autograd.grad(got, leaves, allow_unused=True)
+    for which, g, e in zip(("real", "fake")[-len(args):], grads, want_grads):
+        problem = _mismatch(f"d {name} / d {which}_logits", torch.zeros_like(e) if g is None else g, e, atol, 0.0)
+        if problem:
+            raise AssertionError(f"{problem} ({label}). Per sample it is ∓1/B inside the margin and 0 beyond it")
 
 
 def check_gan_losses(discriminator_loss: Callable | None, generator_loss: Callable | None, batch: int = 8,
                      seed: int = 0, atol: float = 1e-6) -> None:
-    r"""Compare your losses on logits with the definitions, on ordinary and on extreme logits (a loss given
-    as ``None`` is not checked, so that each loss can be graded on its own).
+    r"""Compare your hinge losses on logits with PyTorch's hinge loss, values and gradients, on logits that
+    straddle the margin and on logits far beyond it (a loss given as ``None`` is not checked, so that each
+    loss can be graded on its own).
 
-    ``discriminator_loss(real_logits, fake_logits)`` = -E[log D(x)] - E[log(1 - D(G(z)))] and the
-    non-saturating ``generator_loss(fake_logits)`` = -E[log D(G(z))], with D = sigmoid(logit); logits (B,).
-    Extreme logits (±200, ±1000) must give finite, exact values: work from the logits (``F.logsigmoid``,
-    ``F.binary_cross_entropy_with_logits``), never ``log(sigmoid(l))``.
+    ``discriminator_loss(real_logits, fake_logits)`` = mean max(0, 1 - l_real) + mean max(0, 1 + l_fake) and
+    ``generator_loss(fake_logits)`` = -mean l_fake, logits (B,) (Lim & Ye 2017). The message says which usual
+    mistake your numbers match.
     """
     gen = torch.Generator().manual_seed(seed)
-    real, fake = (3 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
-    extreme_real = torch.tensor([200.0, -200.0, 40.0, -40.0, 1000.0, -1000.0], dtype=torch.float64)
-    extreme_fake = torch.tensor([-200.0, 200.0, -40.0, 40.0, -1000.0, 1000.0], dtype=torch.float64)
+    real, fake = (2 * torch.randn(batch, generator=gen, dtype=torch.float64) for _ in range(2))
+    far_real = torch.tensor([200.0, -200.0, 0.5, -0.5, 1000.0, -1000.0, 1.5], dtype=torch.float64)
+    far_fake = torch.tensor([-200.0, 200.0, -0.5, 0.5, -1000.0, 1000.0], dtype=torch.float64)
     for r, f, label in ((real, fake, f"random logits (B={batch})"),
-                        (extreme_real, extreme_fake, "logits of ±40, ±200 and ±1000")):
-        want_d = _softplus(-r).mean() + _softplus(f).mean()
-        want_g = _softplus(-f).mean()
-        checks = (
-            ("discriminator_loss", discriminator_loss, (r, f), want_d, (
-                ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is positive", -want_d),
-                ("the real and fake terms are swapped: real logits should be pushed up, fake ones down",
-                 _softplus(r).mean() + _softplus(-f).mean()),
-                ("that is half the loss: average each term over its own batch, then add the two",
-                 want_d / 2),
-                ("that sums over the batch: take the mean", _softplus(-r).sum() + _softplus(f).sum()),
-            )),
-            ("generator_loss", generator_loss, (f,), want_g, (
-                ("that is the saturating loss E[log(1 - D(G(z)))]; the non-saturating one is -E[log D(G(z))]",
-                 -_softplus(f).mean()),
-                ("the sign is flipped: -E[log D(G(z))] is positive", -want_g),
-                ("that sums over the batch: take the mean", _softplus(-f).sum()),
-            )),
-        )
-        for name, fn, args, want, variants in checks:
-            if fn is None:
-                continue
-            shapes = " and ".join(str(tuple(a.shape)) for a in args)
-            got = _scalar(name, _call(fn, f"{'real and fake' if len(args) == 2 else 'fake'} logits {shapes}",
-                                      *(a.clone() for a in args)))
-            if not torch.isfinite(got):
-                raise AssertionError(
-                    f"{name} is {float(got)} for {label}: log(sigmoid(l)) underflows to log(0) = -inf. Compute it "
-                    "from the logits: log D = F.logsigmoid(l), log(1 - D) = F.logsigmoid(-l)")
-            err = abs(float(got) - float(want))
-            if err > atol:
-                hint = next((h for h, v in variants if abs(float(got) - float(v)) <= atol), None)
-                raise AssertionError(f"{name} is {float(got):.6g} for {label}, expected {float(want):.6g} "
-                                     f"(off by {err:.3g})" + (f": {hint}" if hint else ""))
+                        (far_real, far_fake, "logits of ±0.5, ±200 and ±1000 (two batch sizes)")):
+        if discriminator_loss is not None:
+            _check_one_loss("discriminator_loss", discriminator_loss, (r, f), label, atol)
+        if generator_loss is not None:
+            _check_one_loss("generator_loss", generator_loss, (f,), label, atol)
     names = [n for n, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)) if fn]
-    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the definition"
-          f"{'s' if len(names) > 1 else ''}, extreme logits included")
+    print(f"✓ {' and '.join(names)} match{'es' if len(names) == 1 else ''} the hinge GAN's, values and gradients, "
+          "inside the margin and far beyond it")
+
+
+def _hinge_update(opt_d, opt_g, noise: torch.Generator):
+    """The course's GAN step with the hinge losses in place of the cross-entropies."""
+    from karpa_lab.models.gan import GANUpdate
+
+    class HingeUpdate(GANUpdate):
+        def d_loss(self, real_out, fake_out):
+            return _hinge(real_out) + _hinge(-fake_out)
+
+        def g_loss(self, fake_out):
+            return _mean(-fake_out)
+
+    return HingeUpdate(opt_d, opt_g, noise=noise)
 
 
 def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int = 0, atol: float = 1e-5) -> None:
     """Compare ``step_fn(gan, real, opt_d, opt_g, noise) -> {"loss": L_D, "g_loss": L_G}`` with the course's
-    ``GANUpdate`` for a few steps on two copies of a small 2D GAN.
+    ``GANUpdate`` step on the hinge losses for a few steps, on two copies of a small 2D GAN.
 
     One step: a discriminator update on ``real`` and fakes from ``gan.noise(B, noise)`` (detached), then a
-    generator update on fresh fakes from ``gan.noise(B, noise)`` with the non-saturating loss. The message
-    says which update first differs, at which step, and what that suggests.
+    generator update on fresh fakes from ``gan.noise(B, noise)``. The message says which update first
+    differs, at which step, and what that suggests.
     """
-    from karpa_lab.models.gan import GANUpdate, gan_optimizers, mlp_gan_2d
+    from karpa_lab.models.gan import gan_optimizers, mlp_gan_2d
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gan = mlp_gan_2d(hidden=16)
     ref = copy.deepcopy(gan)
     opt_d, opt_g = gan_optimizers(gan, 1e-2, 1e-2)
-    update = GANUpdate(*gan_optimizers(ref, 1e-2, 1e-2), noise=torch.Generator().manual_seed(seed + 1))
+    update = _hinge_update(*gan_optimizers(ref, 1e-2, 1e-2), noise=torch.Generator().manual_seed(seed + 1))
     noise = torch.Generator().manual_seed(seed + 1)
     data = torch.Generator().manual_seed(seed + 2)
     for t in range(steps):
@@ -646,20 +776,20 @@ def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int
             raise AssertionError(
                 f"after step {t} the discriminator's weights differ from the reference by {d_err:.3g}.{later} "
                 "The D update: fakes = G(gan.noise(B, noise)) without gradients (torch.no_grad() or .detach()), "
-                "L_D = discriminator_loss(D(real), D(fakes)), opt_d.zero_grad(), backward, opt_d.step(); "
-                "and the G update must not change D (only opt_g.step()).")
+                "L_D = discriminator_loss(D(real), D(fakes)) (the hinge loss), opt_d.zero_grad(), backward, "
+                "opt_d.step(); and the G update must not change D (only opt_g.step()).")
         if g_err > atol:
             raise AssertionError(
                 f"after step {t} the generator's weights differ from the reference by {g_err:.3g} (the "
                 f"discriminator's match).{later} The G update comes after the D update: draw fresh noise "
-                "gan.noise(B, noise), L_G = generator_loss(D(G(z))) (non-saturating, no detach: the gradient "
-                "flows through D into G), opt_g.zero_grad(), backward, opt_g.step().")
+                "gan.noise(B, noise), L_G = generator_loss(D(G(z))) (no detach: the gradient flows through D "
+                "into G), opt_g.zero_grad(), backward, opt_g.step().")
         for key in ("loss", "g_loss"):
             got = float(out[key].detach()) if isinstance(out[key], torch.Tensor) else float(out[key])
             if abs(got - float(want[key])) > atol:
                 raise AssertionError(f"the returned {key!r} is {got:.6g}, expected {float(want[key]):.6g} (step {t}): "
                                      "return the losses computed in this step, L_D as 'loss' and L_G as 'g_loss'")
-    print(f"✓ {step_fn.__name__} matches the reference GAN step for {steps} steps (both networks, both losses)")
+    print(f"✓ {step_fn.__name__} matches the reference hinge GAN step for {steps} steps (both networks, both losses)")
 
 
 # ---------------------------------------------------------------- NAS evolution (lab 04)

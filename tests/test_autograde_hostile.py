@@ -51,11 +51,11 @@ for path in found:
 
 REBINDER = '''
 import torch, karpa_lab.grading
-def lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
-    return x.new_zeros(x.shape[0], weight_hh.shape[1]), x.new_zeros(x.shape[0], weight_hh.shape[1])
-def lstm_sequence(x, state, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
-    H = weight_hh.shape[1]
-    return x.new_zeros(x.shape[0], x.shape[1], H), (x.new_zeros(x.shape[1], H), x.new_zeros(x.shape[1], H))
+def lstm_cell(x, h, c, weight_ih, weight_hh, weight_hr, bias_ih=None, bias_hh=None):
+    return x.new_zeros(x.shape[0], weight_hr.shape[0]), x.new_zeros(x.shape[0], weight_hr.shape[1])
+def lstm_sequence(x, state, weight_ih, weight_hh, weight_hr, bias_ih=None, bias_hh=None):
+    B, (P, H) = x.shape[1], weight_hr.shape
+    return x.new_zeros(x.shape[0], B, P), (x.new_zeros(B, P), x.new_zeros(B, H))
 def remember_bias(hidden_size):
     return torch.zeros(4 * hidden_size)
 torch.allclose = lambda *a, **k: True
@@ -86,18 +86,24 @@ with open(karpa_lab.grading.__file__, "a") as fh:
     fh.write("\\ncheck_lstm_cell = lambda *a, **k: None\\n")
 '''
 
+_AS_PLAIN = ("torch.cat([x, h], 1), {hx}, torch.cat([weight_ih, weight_hh], 1), "
+             "weight_hh.new_zeros(weight_hh.shape[0], c.shape[1]), bias_ih, bias_hh")  # h read as an input
+_TUPLE, _LIST = "(torch.zeros_like(c), c)", "[torch.zeros_like(c), c]"
 ALIASES = {
-    "alias_lstm_cell": "return torch.lstm_cell(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)",
-    "alias_getattr": 'return getattr(torch, "lstm" + "_cell")(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)',
-    "alias_vf": "return torch._VF.lstm_cell(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)",
-    "alias_ops": "return tuple(torch.ops.aten.lstm_cell(x, [h, c], weight_ih, weight_hh, bias_ih, bias_hh))",
-    "alias_course": ('return __import__("importlib").import_module("karpa_lab.models." + "lstm").lstm_step('
-                     "x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)[:2]"),
-    "alias_module": ("cell = nn.LSTMCell(x.shape[1], h.shape[1], bias=bias_ih is not None).to(x.dtype)\n"
+    "alias_lstm_cell": f"m, c1 = torch.lstm_cell({_AS_PLAIN.format(hx=_TUPLE)})\n    return m @ weight_hr.T, c1",
+    "alias_getattr": (f'm, c1 = getattr(torch, "lstm" + "_cell")({_AS_PLAIN.format(hx=_TUPLE)})\n'
+                      "    return m @ weight_hr.T, c1"),
+    "alias_vf": f"m, c1 = torch._VF.lstm_cell({_AS_PLAIN.format(hx=_TUPLE)})\n    return m @ weight_hr.T, c1",
+    "alias_ops": f"m, c1 = torch.ops.aten.lstm_cell({_AS_PLAIN.format(hx=_LIST)})\n    return m @ weight_hr.T, c1",
+    "alias_course": ('m, c1, _ = __import__("importlib").import_module("karpa_lab.models." + "lstm").lstm_step('
+                     "x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)\n    return m @ weight_hr.T, c1"),
+    "alias_module": ("given = [w for w in (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) if w is not None]\n"
+                     "    lstm = nn.LSTM(x.shape[1], c.shape[1], proj_size=h.shape[1], bias=len(given) == 5)\n"
                      "    with torch.no_grad():\n"
-                     "        for p, w in zip(cell.parameters(), (weight_ih, weight_hh, bias_ih, bias_hh)):\n"
+                     "        for p, w in zip(lstm.to(x.dtype).parameters(), given):\n"
                      "            p.copy_(w)\n"
-                     "    return cell(x, (h, c))"),
+                     "    _, (h1, c1) = lstm(x[None], (h[None], c[None]))\n"
+                     "    return h1[0], c1[0]"),
 }
 
 
@@ -121,8 +127,8 @@ def submissions(good: dict, blank: dict, marker: Path) -> dict[str, dict | str]:
     subs["memory_hog"] = _with_cell(copy(), "setup", "hog = bytearray(8 << 30)  # 8 GiB, over the 4 GiB limit")
     for student, body in ALIASES.items():
         nb = copy()
-        cells_by_id(nb)["lstm_cell"]["source"] = ("def lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih=None, "
-                                                  f"bias_hh=None):\n    {body}\n")
+        cells_by_id(nb)["lstm_cell"]["source"] = ("def lstm_cell(x, h, c, weight_ih, weight_hh, weight_hr, "
+                                                  f"bias_ih=None, bias_hh=None):\n    {body}\n")
         subs[student] = nb
     nb = copy()  # a plausible wrong Part 3: the forget gate open, the input gate left at σ(0) = 1/2
     cells_by_id(nb)["remember_bias"]["source"] = ("def remember_bias(hidden_size):\n"
@@ -201,7 +207,7 @@ def test_hostile_and_honest_submissions(tmp_path, sandbox):
     assert "Read-only file system" in problems["package_writer"], report
     assert "MemoryError" in problems["memory_hog"], report
     for student in ALIASES:
-        called = "karpa_lab.models.lstm.lstm_step" if student == "alias_course" else "lstm_cell"
+        called = {"alias_course": "karpa_lab.models.lstm.lstm_step", "alias_module": "lstm"}.get(student, "lstm_cell")
         assert f"{called}, which this lab asks you to write yourself" in problems[student], (student, report)
     assert "test_remember: AssertionError: c after 100 steps is off" in problems["forget_only"], report
     assert "repeats cell 'test_cell_values'" in problems["duplicate_test"]

@@ -64,10 +64,10 @@ def test_check_no_calls_sees_nested_functions():
     grading.check_no_calls(outer, ("GRUCell",), "unused")
 
 
-# ---------------------------------------------------------------- LSTM
+# ---------------------------------------------------------------- LSTM with a projection
 
 def broken_cell(bug: str):
-    def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    def lstm_cell(x, h, c, w_ih, w_hh, w_hr, b_ih, b_hh):
         a = x @ w_ih.T + h @ w_hh.T + b_ih + (0 if bug == "bias" else b_hh)
         i, f, g, o = a.chunk(4, dim=1)
         if bug == "order":
@@ -80,7 +80,10 @@ def broken_cell(bug: str):
             c_next = c + i * g
         else:
             c_next = f * c + i * g
-        return (o * c_next if bug == "o" else o * c_next.tanh()), c_next
+        shown = o * c_next if bug == "o" else o * c_next.tanh()
+        if bug == "no_projection":
+            return shown, c_next
+        return (shown.tanh() if bug == "tanh_after" else shown) @ w_hr.T, c_next
     return lstm_cell
 
 
@@ -89,21 +92,24 @@ good_cell = broken_cell("")
 
 def test_lstm_cell_reference_passes(capsys):
     grading.check_lstm_cell(good_cell)
-    grading.check_lstm_cell(good_cell, input_size=1, hidden_size=1, batch=1, seed=3)
-    assert "matches nn.LSTMCell" in capsys.readouterr().out
+    grading.check_lstm_cell(good_cell, input_size=1, hidden_size=2, proj_size=1, batch=1, seed=3)
+    assert "matches nn.LSTM with proj_size" in capsys.readouterr().out
     x, h, c, w_ih, w_hh, b_ih, b_hh = (torch.randn(*shape) for shape in [(2, 3), (2, 4), (2, 4), (16, 3), (16, 4),
                                                                         (16,), (16,)])
-    for mine, course in zip(good_cell(x, h, c, w_ih, w_hh, b_ih, b_hh), lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh)):
-        torch.testing.assert_close(mine, course)  # the test's cell is the course's
+    plain = lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh)[:2]
+    for mine, course in zip(good_cell(x, h, c, w_ih, w_hh, torch.eye(4), b_ih, b_hh), plain):
+        torch.testing.assert_close(mine, course)  # with the identity as projection, the test's cell is the course's
 
 
 @pytest.mark.parametrize("bug, words", [
     ("g", ["✗ candidate g", "tanh, not σ", "✓ forget gate f", "✓ output gate o"]),
-    ("o", ["✗ output gate o", "h_t = o ⊙ tanh(c_t)", "✓ candidate g"]),
+    ("o", ["✗ output gate o", "h_t = (o ⊙ tanh(c_t)) @ weight_hr.T", "✓ candidate g"]),
     ("f", ["✗ forget gate f", "fix f first"]),
     ("order", ["order of the four blocks"]),
     ("bias", ["with both biases at zero"]),
     ("inplace", ["in place"]),
+    ("no_projection", ["before the projection", "(batch, proj_size) = (3, 2)"]),
+    ("tanh_after", ["c_next matches, so the gates and the cell are right"]),
 ])
 def test_lstm_cell_names_the_mistake(bug, words):
     message = fails(grading.check_lstm_cell, broken_cell(bug))
@@ -112,17 +118,19 @@ def test_lstm_cell_names_the_mistake(bug, words):
 
 
 def test_lstm_cell_shape_and_return_errors():
-    assert "weight_ih (16, 5)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (x @ wi, c))
-    assert "pair (h_next, c_next)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: h)
-    message = fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, bi, bh: (h.T, c))
-    assert "h_next has shape (4, 3)" in message and "(batch, hidden_size)" in message
+    assert "weight_hr (2, 4)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: (x @ wi, c))
+    assert "pair (h_next, c_next)" in fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: h)
+    message = fails(grading.check_lstm_cell, lambda x, h, c, wi, wh, wr, bi, bh: (h.T, c))
+    assert "h_next has shape (2, 3)" in message and "(batch, proj_size)" in message and "wrong order" in message
     assert "uses LSTMCell" in fails(grading.check_lstm_cell, lambda x, h, c, *w: torch.nn.LSTMCell(5, 4)(x, (h, c)))
 
 
 def sequence(bug: str = ""):
     def lstm_sequence(x, state, *weights):
-        zeros = x.new_zeros(x.shape[1], weights[1].shape[1])
-        h, c = (zeros, zeros) if state is None or bug == "ignore_state" else state
+        P, H = weights[2].shape
+        if state is None or bug == "ignore_state":
+            state = (x.new_zeros(x.shape[1], P), x.new_zeros(x.shape[1], P if bug == "shared_zeros" else H))
+        h, c = state
         outputs = []
         for x_t in x:
             h_new, c_new = good_cell(x_t, h, c, *weights)
@@ -138,8 +146,8 @@ def sequence(bug: str = ""):
 
 def test_lstm_sequence_reference_passes(capsys):
     grading.check_lstm_sequence(sequence())
-    grading.check_lstm_sequence(sequence(), steps=1, batch=1, input_size=1, hidden_size=1)
-    assert "matches nn.LSTM" in capsys.readouterr().out
+    grading.check_lstm_sequence(sequence(), steps=1, batch=1, input_size=1, hidden_size=2, proj_size=1)
+    assert "matches nn.LSTM with proj_size" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bug, words", [
@@ -147,6 +155,7 @@ def test_lstm_sequence_reference_passes(capsys):
     ("ignore_state", ["a given (h_0, c_0)", "start from the (h_0, c_0)"]),
     ("reverse", ["reverse time order"]),
     ("final", ["h_T is off", "outputs[-1]"]),
+    ("shared_zeros", ["raised RuntimeError with state=None", "start from h_0 = zeros (B, P) and c_0 = zeros (B, H)"]),
 ])
 def test_lstm_sequence_names_the_mistake(bug, words):
     message = fails(grading.check_lstm_sequence, sequence(bug))
@@ -154,12 +163,16 @@ def test_lstm_sequence_names_the_mistake(bug, words):
         assert word in message, message
 
 
-# ---------------------------------------------------------------- attention
+# ---------------------------------------------------------------- attention with linear biases
 
 def attention(bug: str = ""):
-    def attn(q, k, v, mask=None):
+    def attn(q, k, v, bias=None, mask=None):
         scores = q @ k.transpose(-2, -1)
+        if bias is not None and bug == "bias_scaled":
+            scores = scores + bias
         scores = scores / {"scale": 1.0, "dk": q.shape[-1]}.get(bug, math.sqrt(q.shape[-1]))
+        if bias is not None and bug not in ("bias_scaled", "no_bias"):
+            scores = scores + (-bias if bug == "minus" else bias)
         if mask is not None and bug != "ignore":
             scores = scores.masked_fill(mask if bug == "invert" else ~mask, 0.0 if bug == "zero" else -math.inf)
         weights = scores.softmax(dim=-2 if bug == "dim" else -1)
@@ -168,13 +181,14 @@ def attention(bug: str = ""):
 
 
 def test_attention_reference_passes():
-    grading.check_attention(lambda q, k, v, mask=None: ref_attention.scaled_dot_product_attention(q, k, v, mask))
+    grading.check_attention(attention())
     grading.check_attention(attention(), batch=(), L=1, S=1, d_k=1, d_v=1)
 
 
 @pytest.mark.parametrize("bug, words", [
     ("scale", ["not scaled"]), ("dk", ["divided by d_k"]), ("dim", ["over the queries"]),
     ("invert", ["inverted"]), ("zero", ["exp(0) = 1"]), ("ignore", ["ignored"]), ("out", ["out = weights @ v"]),
+    ("no_bias", ["the bias is left out"]), ("minus", ["subtracted"]), ("bias_scaled", ["the bias is divided"]),
 ])
 def test_attention_names_the_mistake(bug, words):
     message = fails(grading.check_attention, attention(bug))
@@ -182,9 +196,26 @@ def test_attention_names_the_mistake(bug, words):
         assert word in message, message
 
 
-def self_attention(ignore_mask=False, **knobs):
-    def layer(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
-        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, None if ignore_mask else mask, **knobs)
+def test_attention_refuses_the_course_function():
+    """The course's attention takes one mask: it cannot add a bias and block keys at once."""
+    message = fails(grading.check_attention, lambda q, k, v, bias=None, mask=None:
+                    ref_attention.scaled_dot_product_attention(q, k, v, mask))
+    assert "the bias is left out" in message
+
+
+def alibi(n_heads, T, dtype=torch.float32):  # the test's own biases; the package carries none
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float64) / n_heads)
+    offset = torch.arange(T)[None, :] - torch.arange(T)[:, None]
+    return (slopes[:, None, None] * offset).masked_fill(offset > 0, -math.inf).to(dtype)
+
+
+def alibi_layer(reversed_slopes=False, **knobs):
+    def layer(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
+        bias = alibi(n_heads, x.shape[1], x.dtype)
+        bias = bias.flip(0) if reversed_slopes else bias
+        if padding_mask is not None:
+            bias = grading._additive(bias, padding_mask[:, None, None, :])
+        return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, bias, **knobs)
     return layer
 
 
@@ -199,6 +230,32 @@ def via_module(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
     return mha(x, mask=mask)[0]
 
 
+def test_alibi_self_attention_reference_passes(capsys):
+    grading.check_alibi_self_attention(alibi_layer(), alibi)
+    grading.check_alibi_self_attention(alibi_layer(), alibi, batch=1, T=1, d_model=4, n_heads=4)
+    assert "matches nn.MultiheadAttention with your biases" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("knobs, words", [
+    ({"reversed_slopes": True}, ["each other's slopes"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
+    ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
+])
+def test_alibi_self_attention_names_the_mistake(knobs, words):
+    message = fails(grading.check_alibi_self_attention, alibi_layer(**knobs), alibi)
+    for word in words:
+        assert word in message, message
+    causal_only = fails(grading.check_alibi_self_attention, lambda x, h, *w: via_module(
+        x, h, *w[:4], torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()), alibi)
+    assert "the linear biases are left out" in causal_only  # the course's layer, which has no ALiBi
+    scaled = fails(grading.check_alibi_self_attention,
+                   lambda x, h, *w: grading._self_attention(x, h, *w[:4], alibi(h, x.shape[1], x.dtype) / 3 ** 0.5),
+                   alibi)
+    assert "divided by sqrt(d_h) with the scores" in scaled
+    one_head = fails(grading.check_alibi_self_attention,
+                     lambda x, h, *w: grading._self_attention(x, 1, *w[:4], alibi(1, x.shape[1], x.dtype)), alibi)
+    assert "one head over all of d_model" in one_head
+
+
 def causal(layer=via_module, future=True, padding_axis=-1):
     """A causal layer with a padding mask built on ``layer``; ``future=False`` forgets the causal mask."""
     def fn(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
@@ -210,23 +267,15 @@ def causal(layer=via_module, future=True, padding_axis=-1):
     return fn
 
 
-def test_self_attention_reference_passes():
-    grading.check_self_attention(via_module)
-    grading.check_self_attention(via_module, batch=1, T=1, d_model=4, n_heads=4)
+def scaled_by_d_model(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
+    return grading._self_attention(x, n_heads, w_in, b_in, w_out, b_out, grading._additive(None, mask), scale_by=6)
+
+
+def test_behaviour_checks_pass_causal_layers():
     grading.check_causal(causal())
     grading.check_padding(causal())
-
-
-@pytest.mark.parametrize("knobs, words", [
-    ({"ignore_mask": True}, ["mask is ignored"]), ({"split": "wrong"}, ["view(B, T, h, d_h)"]),
-    ({"scale_by": 6}, ["sqrt(d_h)"]), ({"project": False}, ["no output projection"]),
-])
-def test_self_attention_names_the_mistake(knobs, words):
-    message = fails(grading.check_self_attention, self_attention(**knobs))
-    for word in words:
-        assert word in message, message
-    one_head = fails(grading.check_self_attention, lambda x, h, *w: grading._self_attention(x, 1, *w))
-    assert "one head over all of d_model" in one_head
+    grading.check_causal(alibi_layer())  # the linear biases carry the causal mask
+    grading.check_padding(alibi_layer())
 
 
 def test_check_causal_catches_both_ways():
@@ -242,35 +291,49 @@ def test_check_causal_catches_both_ways():
 def test_check_padding_catches_pads_that_are_seen():
     assert "moved" in fails(grading.check_padding, causal(padding_axis=-2))
     assert "moved" in fails(grading.check_padding, lambda x, h, *w: causal()(x, h, *w[:4]))
-    grading.check_padding(causal(self_attention(scale_by=6)))  # wrong values, right padding: not this check's business
-    grading.check_causal(causal(self_attention(scale_by=6)))
+    grading.check_padding(causal(scaled_by_d_model))  # wrong values, right padding: not this check's business
+    grading.check_causal(causal(scaled_by_d_model))
 
 
-# ---------------------------------------------------------------- GAN
+# ---------------------------------------------------------------- GAN (hinge losses)
+
+def hinge_d(r, f):
+    return torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+
+
+def hinge_g(f):
+    return -f.mean()
+
 
 def test_gan_losses_reference_passes(capsys):
-    grading.check_gan_losses(ref_gan.discriminator_loss, ref_gan.generator_loss)
-    assert "extreme logits included" in capsys.readouterr().out
-    grading.check_gan_losses(None, ref_gan.generator_loss)  # one loss alone: the other is not called
-    assert capsys.readouterr().out.startswith("✓ generator_loss matches the definition")
+    grading.check_gan_losses(hinge_d, hinge_g)
+    assert "far beyond it" in capsys.readouterr().out
+    grading.check_gan_losses(None, hinge_g)  # one loss alone: the other is not called
+    assert capsys.readouterr().out.startswith("✓ generator_loss matches the hinge GAN's")
 
 
 def test_each_gan_loss_is_checked_alone():
     broken = lambda *logits: torch.tensor(float("nan"))  # noqa: E731
-    grading.check_gan_losses(ref_gan.discriminator_loss, None)
-    grading.check_gan_losses(None, ref_gan.generator_loss)
+    grading.check_gan_losses(hinge_d, None)
+    grading.check_gan_losses(None, hinge_g)
     assert "discriminator_loss is nan" in fails(grading.check_gan_losses, broken, None)
     assert "generator_loss is nan" in fails(grading.check_gan_losses, None, broken)
 
 
 @pytest.mark.parametrize("d_loss, g_loss, words", [
-    (lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
-     ref_gan.generator_loss, ["logits of ±40, ±200 and ±1000", "underflows"]),
-    (None, lambda f: -torch.log(torch.sigmoid(f)).mean(), ["generator_loss is inf", "underflows"]),
-    (ref_gan.discriminator_loss, lambda f: F.logsigmoid(-f).mean(), ["saturating loss"]),
-    (lambda r, f: -F.logsigmoid(r).sum() - F.logsigmoid(-f).sum(), ref_gan.generator_loss, ["sums over the batch"]),
-    (lambda r, f: -F.logsigmoid(-r).mean() - F.logsigmoid(f).mean(), ref_gan.generator_loss, ["swapped"]),
-    (lambda r, f: -F.logsigmoid(r) - F.logsigmoid(-f), ref_gan.generator_loss, ["should be a scalar"]),
+    (ref_gan.discriminator_loss, hinge_g, ["cross-entropy loss of the standard GAN"]),
+    (None, ref_gan.generator_loss, ["non-saturating cross-entropy loss"]),
+    (lambda r, f: torch.relu(-r).mean() + torch.relu(f).mean(), hinge_g, ["the margin is missing"]),
+    (lambda r, f: (1 - r).mean() + (1 + f).mean(), hinge_g, ["without the relu"]),
+    (lambda r, f: f.mean() - r.mean(), hinge_g, ["Wasserstein critic"]),
+    (lambda r, f: torch.relu(1 + r).mean() + torch.relu(1 - f).mean(), hinge_g, ["swapped"]),
+    (lambda r, f: torch.relu(1 - r).sum() + torch.relu(1 + f).sum(), hinge_g, ["sums over the batch"]),
+    (lambda r, f: torch.relu(1 - r) + torch.relu(1 + f).mean(), hinge_g, ["should be a scalar"]),
+    (None, lambda f: torch.relu(1 - f).mean(), ["has no relu and no margin"]),
+    (None, lambda f: f.mean(), ["the sign is flipped"]),
+    (None, lambda f: torch.tensor(-f.mean().item()), ["carries no gradient"]),
+    (None, lambda f: -f.mean() + (f - f.detach()).pow(2).sum() - f.mean() + f.detach().mean(),
+     ["d generator_loss / d fake_logits"]),
 ])
 def test_gan_losses_name_the_mistake(d_loss, g_loss, words):
     message = fails(grading.check_gan_losses, d_loss, g_loss)
@@ -284,13 +347,14 @@ def gan_step(bug: str = ""):
         z = gan.noise(B, noise)
         with torch.no_grad():
             fakes = gan.generator(z)
-        d_loss = ref_gan.discriminator_loss(gan.discriminator(real), gan.discriminator(fakes))
+        d_loss = (ref_gan.discriminator_loss if bug == "bce" else hinge_d)(gan.discriminator(real),
+                                                                          gan.discriminator(fakes))
         if bug != "no_zero_grad":
             opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
         z_g = z if bug == "same_noise" else gan.noise(B, noise)
-        g_loss = ref_gan.generator_loss(gan.discriminator(gan.generator(z_g)))
+        g_loss = hinge_g(gan.discriminator(gan.generator(z_g)))
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
@@ -307,6 +371,7 @@ def test_gan_step_reference_passes():
     ("no_zero_grad", ["discriminator's weights differ", "Step 0 matched, step 1"]),
     ("same_noise", ["generator's weights differ", "fresh noise"]),
     ("returns", ["returned 'loss'"]),
+    ("bce", ["discriminator's weights differ", "(the hinge loss)"]),
 ])
 def test_gan_step_names_the_mistake(bug, words):
     message = fails(grading.check_gan_step, gan_step(bug))

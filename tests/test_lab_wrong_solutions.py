@@ -1,4 +1,4 @@
-"""The tests of every lab from 02 on bite: a plausible wrong solution of each graded part loses that part's points.
+"""The tests of every lab bite: a plausible wrong solution of each graded part loses that part's points.
 
 Each submission below is the worked solution with one answer cell rewritten the way a student might get it
 wrong; the grader (sandboxed, as `make autograde` runs it) must take away exactly the points of the tests
@@ -20,15 +20,31 @@ pytestmark = [pytest.mark.slow,
 
 # student: (answer cell, edits [(text of the worked solution, what the student wrote instead)], the tests that
 #           lose their points, a phrase of the report that says why)
+LSTM = {
+    "course_cell": (  # the course's plain cell (karpa_lab.models.lstm.lstm_step) copied in: no projection
+        "lstm_cell", [("shown = torch.sigmoid(a_o) * torch.tanh(c_next)             # (B, H)\n"
+                       "    return shown @ weight_hr.T, c_next                          # (B, P), (B, H)",
+                       "h_next = torch.sigmoid(a_o) * torch.tanh(c_next)\n    return h_next, c_next")],
+        ["test_cell_shapes", "test_cell_values", "test_cell_gradients", "test_sequence_values",
+         "test_sequence_chunks"], "before the projection"),
+    "shared_zeros": (  # one zeros tensor for both parts of the start state, as for a cell without a projection
+        "lstm_sequence", [("state = (x.new_zeros(x.shape[1], P), x.new_zeros(x.shape[1], H))",
+                           "state = (x.new_zeros(x.shape[1], P),) * 2")],
+        ["test_sequence_values", "test_sequence_chunks"], "start from h_0 = zeros (B, P) and c_0 = zeros (B, H)"),
+}
+HINGE_D = "return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()"
+MODE_COUNTS = "counts = torch.bincount(nearest[dist <= 3 * std], minlength=len(centers)).double()   # (K,)"
 GAN = {
-    "d_log_of_sigmoid": (  # the textbook formula, which overflows to log(0) at extreme logits
-        "losses", [("return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()",
-        "return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()")],
-        ["test_discriminator_loss"], "log(sigmoid(l)) underflows"),
-    "g_log_of_sigmoid": (
-        "losses", [("return -F.logsigmoid(fake_logits).mean()\n",
-                    "return -torch.log(torch.sigmoid(fake_logits)).mean()\n")],
-        ["test_generator_loss"], "generator_loss is inf for logits of ±40, ±200 and ±1000"),
+    "course_losses": (  # the course's cross-entropy losses (karpa_lab.models.gan), written out: not the hinge GAN
+        "losses", [(HINGE_D, "return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()"),
+                   ("return -fake_logits.mean()", "return -F.logsigmoid(fake_logits).mean()")],
+        ["test_discriminator_loss", "test_generator_loss", "test_train_step"], "cross-entropy"),
+    "no_margin": (  # max(0, -l): the fakes only need a negative score, the reals a positive one
+        "losses", [(HINGE_D, HINGE_D.replace("1 - real", "-real").replace("1 + fake", "fake"))],
+        ["test_discriminator_loss", "test_train_step"], "the margin is missing"),
+    "hinge_for_g": (  # the discriminator's hinge applied to the generator: no gradient once D is fooled
+        "losses", [("return -fake_logits.mean()", "return torch.relu(1 - fake_logits).mean()")],
+        ["test_generator_loss", "test_train_step"], "has no relu and no margin"),
     "same_noise": (  # one draw of noise for both players: G trains on the very fakes D has just seen
         "train_step", [("B = real.shape[0]\n", "B = real.shape[0]\n    z = gan.noise(B, noise)\n"),
                        ("fakes = gan.generator(gan.noise(B, noise))", "fakes = gan.generator(z)"),
@@ -36,51 +52,74 @@ GAN = {
                         "generator_loss(gan.discriminator(gan.generator(z)))")],
         ["test_train_step"], "the generator's weights differ"),
     "nearest_centre": (  # every sample counts for its nearest mode, however far from it
-        "modes_covered", [("near = torch.cdist(samples.double(), centers.double()) <= 3 * std   # (N, K)",
-        "near = torch.nn.functional.one_hot(torch.cdist(samples, centers).argmin(1), len(centers)).bool()")],
-        ["test_modes"], "not for its nearest centre"),
-    "alias_bce": (  # the forbidden library loss, fetched by a computed name: the step that uses it loses too
-        "losses", [("return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()",
-        'bce = getattr(F, "binary_cross_" + "entropy_with_logits")\n    '
-        "return bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))")],
-        ["test_discriminator_loss", "test_train_step"], "binary_cross_entropy_with_logits, which this lab asks"),
-    "alias_mode_count": (  # the course's own mode count, reached through the mixture's method
-        "modes_covered", [("near = torch.cdist(samples.double(), centers.double()) <= 3 * std   # (N, K)",
-        'count = getattr(GaussianMixture2D(centers, std), "modes_" + "covered")\n    '
-        "return count(samples, 3.0, max(1, round(0.01 * len(samples))))")],
-        ["test_modes"], "GaussianMixture2D.modes_covered, which this lab asks"),
+        "mode_kl", [(MODE_COUNTS, "counts = torch.bincount(nearest, minlength=len(centers)).double()")],
+        ["test_mode_kl"], "not for its nearest centre"),
+    "reversed_kl": (  # KL(u || q): infinite as soon as one mode is missing
+        "mode_kl", [("q = q[q > 0]                                                                     # 0 log 0 = 0\n"
+                     "    return float((q * torch.log(len(centers) * q)).sum())",
+                     "return float((torch.log(1 / (len(centers) * q)) / len(centers)).sum())")],
+        ["test_mode_kl"], "a collapse onto modes 0, 3 and 5: KL = inf"),
+    "alias_hinge": (  # PyTorch's hinge loss by a computed name: the step that uses it loses too
+        "losses", [(HINGE_D, 'hinge = getattr(F, "hinge_" + "embedding_loss")\n    '
+                             "return hinge(real_logits, -torch.ones_like(real_logits)) + "
+                             "hinge(-fake_logits, -torch.ones_like(fake_logits))")],
+        ["test_discriminator_loss", "test_train_step"], "hinge_embedding_loss, which this lab asks"),
+    "alias_assign": (  # the course's assignment of samples to modes, reached through the mixture's method
+        "mode_kl", [("dist, nearest = torch.cdist(samples.double(), centers.double()).min(dim=1)      # (N,), (N,)\n"
+                     "    " + MODE_COUNTS,
+                     'index = getattr(GaussianMixture2D(centers, std), "as" + "sign")(samples, 3.0)\n'
+                     "    counts = torch.bincount(index[index >= 0], minlength=len(centers)).double()")],
+        ["test_mode_kl"], "GaussianMixture2D.assign, which this lab asks"),
 }
+ADD_BIAS = "    if bias is not None:\n        scores = scores + bias\n"
+ALIBI_OUT = 'return bias.masked_fill(offset > 0, float("-inf")).to(dtype)'
+ALL_ATTENTION = ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
+                 "test_padding"]
+AFTER_ALIBI = ["test_alibi_bias", "test_self_attention_values", "test_causality", "test_padding"]
 ATTENTION = {
+    "no_bias": (  # the bias argument ignored: plain attention, so the layer loses ALiBi and its causal mask
+        "attention", [(ADD_BIAS, "")], ALL_ATTENTION, "the bias is left out"),
+    "bias_scaled": (  # the bias added before the division by sqrt(d_k)
+        "attention", [("scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n" + ADD_BIAS,
+                       "scores = q @ k.transpose(-2, -1)\n" + ADD_BIAS
+                       + "    scores = scores / math.sqrt(q.shape[-1])\n")],
+        ALL_ATTENTION, "the bias is divided by sqrt(d_k)"),
+    "symmetric": (  # -m |i - j| everywhere: the bidirectional biases, which see the future
+        "alibi_bias", [(ALIBI_OUT, "return (-bias.abs()).to(dtype)")], AFTER_ALIBI, "alibi_bias(2, 3) should be"),
+    "reversed_slopes": (  # the steepest slope on the last head
+        "alibi_bias", [("torch.arange(1, n_heads + 1, dtype=torch.float64)",
+                        "torch.arange(n_heads, 0, -1, dtype=torch.float64)")],
+        AFTER_ALIBI, "alibi_bias(2, 3) should be"),
+    "course_causal_mask": (  # the course's causal mask as the biases: no slopes, no distances
+        "alibi_bias", [(ALIBI_OUT, 'return torch.zeros_like(bias).masked_fill(offset > 0, float("-inf")).to(dtype)')],
+        AFTER_ALIBI, "alibi_bias(2, 3) should be"),
     "one_head": (  # attention over all of d_model at once, whatever n_heads says
-        "self_attention", [("d_h = D // n_heads", "n_heads, d_h = 1, D")], ["test_self_attention_values"],
-        "self_attention does not match nn.MultiheadAttention"),
-    "no_causal_mask": (  # only the padding mask: position t reads the whole sequence
-        "causal_self_attention", [("mask = causal_mask(x.shape[1])                      # (T, T)",
-        "mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool)")], ["test_causality"], "sees the future"),
+        "alibi_self_attention", [("d_h = D // n_heads", "n_heads, d_h = 1, D")],
+        ["test_self_attention_values", "test_causality", "test_padding"], "one head over all of d_model"),
     "padding_on_queries": (  # the pads are taken out of the queries, not the keys: every token still reads them
-        "causal_self_attention", [("padding_mask[:, None, None, :]", "padding_mask[:, None, :, None]")],
+        "alibi_self_attention", [("padding_mask[:, None, None, :]", "padding_mask[:, None, :, None]")],
         ["test_padding"], "moved"),
     "alias_sdpa": (  # PyTorch's fused attention by a computed name: every test that reaches attention loses
         "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
         'weights = torch.softmax(scores, dim=-1)\n    fused = getattr(F, "scaled_dot_product" + "_attention")\n    '
-        "return fused(q, k, v, attn_mask=mask), weights")],
-        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
-         "test_padding"], "scaled_dot_product_attention, which this lab asks"),
+        "return fused(q, k, v, attn_mask=scores - q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])), weights")],
+        ALL_ATTENTION, "scaled_dot_product_attention, which this lab asks"),
     "alias_aten": (
         "attention", [("weights = torch.softmax(scores, dim=-1)\n    return weights @ v, weights",
-        "return tuple(torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=mask))")],
-        ["test_attention_values", "test_attention_weights", "test_self_attention_values", "test_causality",
-         "test_padding"], "_scaled_dot_product_attention_math, which this lab asks"),
-    "alias_module": (  # nn.MultiheadAttention with the given weights copied in
-        "self_attention", [("B, T, D = x.shape\n",
+        "return tuple(torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=scores - q @ "
+        "k.transpose(-2, -1) / math.sqrt(q.shape[-1])))")],
+        ALL_ATTENTION, "_scaled_dot_product_attention_math, which this lab asks"),
+    "alias_module": (  # nn.MultiheadAttention with the given weights copied in, the biases as its float mask
+        "alibi_self_attention", [("B, T, D = x.shape\n",
         'mha = getattr(nn, "Multihead" + "Attention")(x.shape[-1], n_heads, batch_first=True).to(x.dtype)\n'
         "    with torch.no_grad():\n"
         "        mha.in_proj_weight.copy_(in_proj_weight)\n        mha.in_proj_bias.copy_(in_proj_bias)\n"
         "        mha.out_proj.weight.copy_(out_proj_weight)\n        mha.out_proj.bias.copy_(out_proj_bias)\n"
-        "    return mha(x, x, x, attn_mask=None if mask is None else ~mask, need_weights=False)[0]\n")],
+        "    ali = alibi_bias(n_heads, x.shape[1], x.dtype).repeat(x.shape[0], 1, 1)\n"
+        "    pads = None if padding_mask is None else ~padding_mask\n"
+        "    return mha(x, x, x, attn_mask=ali, key_padding_mask=pads, need_weights=False)[0]\n")],
         ["test_self_attention_values", "test_causality", "test_padding"], "multi_head_attention"),
 }
-
 NAS = {
     "mutate_may_not_edit": (  # the new width drawn from all widths, the old one included: sometimes no edit
         "mutate", [("widths[i] = rng.choice([w for w in space.widths if w != widths[i]])",
@@ -334,6 +373,10 @@ def grade_variants(tmp_path, lab: str, variants: dict) -> Path:
             assert f"{test}: " in problems, (student, test, report)
         assert why in problems, (student, why, report)
     return course
+
+
+def test_lab01_wrong_solutions_lose_their_part(tmp_path, sandbox):
+    grade_variants(tmp_path, "01_lstm_cell", LSTM)
 
 
 def test_lab02_wrong_solutions_lose_their_part(tmp_path, sandbox):
