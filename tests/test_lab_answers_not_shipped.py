@@ -1,6 +1,9 @@
 """The package a student installs does not carry the labs' answers: its nearest functions fail the graded tests.
 
-Each lab asks for a published variant of what ``karpa_lab`` implements for its lesson: lab 05 a circularly
+Each lab asks for a published variant of what ``karpa_lab`` implements for its lesson: lab 01 an LSTM with a
+projection (``karpa_lab.models.lstm`` has the plain cell), lab 02 the hinge GAN and the KL of the modes from uniform
+(``karpa_lab.models.gan`` has the cross-entropy losses, ``karpa_lab.metrics`` a mode count), lab 03 attention with
+linear biases (``karpa_lab.models.attention`` has a mask only), lab 05 a circularly
 padded convolution (``karpa_lab.models.conv`` pads with zeros), lab 06 beam search with GNMT's length penalty
 (``karpa_lab.models.captioning`` ranks by log-probability), lab 07 GAE(lambda) and an actor-critic loss
 (``karpa_lab.rl`` has returns-to-go and REINFORCE), lab 08 decoupled distillation (``karpa_lab.models.distill``
@@ -14,21 +17,18 @@ student who reads the installed source and copies it.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import jupytext
 import pytest
 
+from karpa_lab.autograde.grade import _definitions
+
 LABS = Path(__file__).resolve().parents[1] / "labs"
-
-
-def _definitions(source: str) -> str:
-    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
-    return ast.unparse(ast.Module(body=[n for n in ast.parse(source).body if isinstance(n, keep)], type_ignores=[]))
 
 
 def run_tests(lab: str, answers: dict[str, Callable] | None = None) -> dict[str, str]:
@@ -57,6 +57,70 @@ def run_tests(lab: str, answers: dict[str, Callable] | None = None) -> dict[str,
         except Exception as err:  # noqa: BLE001 (any error fails the test, as in nbgrader)
             failed[grade_id] = f"{type(err).__name__}: {err}"
     return failed
+
+
+def _course_lstmp() -> dict:
+    """Lab 01 with the course's cell, karpa_lab.models.lstm.lstm_step, which has no projection."""
+    from karpa_lab.models.lstm import lstm_step
+
+    step = lstm_step  # a closure variable: the checks that read a function's names do not see it
+
+    def lstm_cell(x, h, c, weight_ih, weight_hh, weight_hr, bias_ih=None, bias_hh=None):
+        return step(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)[:2]
+
+    return {"lstm_cell": lstm_cell}
+
+
+def _course_gan() -> dict:
+    """Lab 02 with the course's losses and GAN step (cross-entropy, karpa_lab.models.gan) and a KL read off the
+    course's mode count (karpa_lab.metrics.mode_coverage): log(K / modes), which an even spread over them gives."""
+    from karpa_lab.data.synthetic import GaussianMixture2D
+    from karpa_lab.metrics import mode_coverage
+    from karpa_lab.models import gan as course
+
+    d_loss, g_loss, update, coverage = course.discriminator_loss, course.generator_loss, course.GANUpdate, mode_coverage
+
+    def train_step(gan, real, opt_d, opt_g, noise):
+        return update(opt_d, opt_g, noise=noise)(gan, real)
+
+    def mode_kl(samples, centers, std):
+        modes = coverage(GaussianMixture2D(centers, std), samples, min_share=1e-9)["modes"]
+        if not modes:
+            raise ValueError("no sample near a mode")
+        return math.log(len(centers) / modes)
+
+    return {"discriminator_loss": lambda real, fake: d_loss(real, fake), "generator_loss": lambda f: g_loss(f),
+            "train_step": train_step, "mode_kl": mode_kl}
+
+
+def _course_attention() -> dict:
+    """Lab 03 with the course's attention, causal mask and multi-head layer (karpa_lab.models.attention): a mask
+    but no linear biases."""
+    import torch
+
+    from karpa_lab.models import attention as course
+
+    sdpa, causal, layer = course.scaled_dot_product_attention, course.causal_mask, course.MultiHeadAttention
+
+    def attention(q, k, v, bias=None, mask=None):
+        return sdpa(q, k, v, mask)
+
+    def alibi_bias(n_heads, T, dtype=torch.float32):
+        blocked = torch.zeros(n_heads, T, T, dtype=dtype).masked_fill(~causal(T), float("-inf"))
+        return blocked
+
+    def alibi_self_attention(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
+        mha = layer(x.shape[-1], n_heads).to(x.dtype)
+        with torch.no_grad():
+            for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
+                proj.weight.copy_(w)
+                proj.bias.copy_(b)
+            mha.out_proj.weight.copy_(w_out)
+            mha.out_proj.bias.copy_(b_out)
+        mask = causal(x.shape[1]) if padding_mask is None else causal(x.shape[1]) & padding_mask[:, None, None, :]
+        return mha(x, mask=mask)[0]
+
+    return {"attention": attention, "alibi_bias": alibi_bias, "alibi_self_attention": alibi_self_attention}
 
 
 # ---------------------------------------------------------------------------------------------- lab 05
@@ -171,6 +235,22 @@ def _course_style(features_x, features_t, masks_x, masks_t):
 
 
 CASES = {
+    "01_lstm_cell": (_course_lstmp(),
+                     {"test_cell_shapes": "= (batch, proj_size)", "test_cell_values": "before the projection",
+                      "test_cell_gradients": "dx is off by", "test_sequence_values": "lstm_sequence raised",
+                      "test_sequence_chunks": "cannot be multiplied"}),
+    "02_gan_step": (_course_gan(),
+                    {"test_discriminator_loss": "that is the cross-entropy loss",
+                     "test_generator_loss": "that is the non-saturating cross-entropy loss",
+                     "test_train_step": "the discriminator's weights differ from the reference",
+                     "test_mode_kl": "expected 0.75"}),
+    "03_self_attention": (_course_attention(),
+                          {"test_attention_values": "does not match scaled dot-product attention with a float bias",
+                           "test_attention_weights": "weights with a bias of log 3",
+                           "test_alibi_bias": "should be (slopes 1/16 and 1/256)",
+                           "test_self_attention_values": "does not match nn.MultiheadAttention",
+                           "test_causality": "does not match nn.MultiheadAttention",
+                           "test_padding": "padded values against key_padding_mask"}),
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
                        "test_forward_values": "does not match F.conv2d with circular padding",
