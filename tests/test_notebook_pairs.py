@@ -45,3 +45,21 @@ def test_notebook_has_source_and_outputs(notebook: Path):
         assert all(c.get("execution_count") for c in code), (
             f"{notebook.relative_to(ROOT)} has cells that were never run: run 'make execute' so it carries outputs"
         )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_stored_outputs_hold_no_error_and_every_figure(notebook: Path):
+    """The committed outputs are what a learner sees before running anything: no traceback, and a picture
+    wherever a cell shows one at its top level. A run under a non-interactive backend (MPLBACKEND=Agg, as
+    nbval uses) stores none, and only drawing a figure parses its labels' mathtext."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        errors = [o["ename"] for o in outputs if o.get("output_type") == "error"]
+        assert not errors, f"{notebook.name} cell {index} stored an error ({errors[0]}): fix it, then make execute"
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if any(line.startswith("plt.show()") for line in source.splitlines()):
+            assert any("image/png" in o.get("data", {}) for o in outputs), (
+                f"{notebook.name} cell {index} shows a figure but stored none: execute it without MPLBACKEND=Agg")
