@@ -848,63 +848,64 @@ def check_neighbourhood(neighbours: Callable, space, trials: int = 100, seed: in
     print(f"✓ {neighbours.__name__}: {trials} neighbourhoods, each a list of distinct genomes one change away")
 
 
-def _improve_call(improve: Callable, genome, genome_score, space, score, rng, budget: int, start: int = 0):
-    """Call ``improve`` on a fresh trace that already holds ``start`` evaluations -> (result, trace, calls)."""
-    from karpa_lab.nas.searchers import SearchTrace
-
-    trace = SearchTrace("improve")
-    for _ in range(start):
-        trace.add(genome, genome_score)
+def _improve_call(improve: Callable, genome, genome_score, space, score, rng, budget: int):
+    """Call ``improve`` with a counted ``score`` -> (evaluated, better, the genomes score was called on), the
+    result's form checked: a list of (genome, score) pairs, every call of score in it in order."""
     calls = []
 
     def counted(g):
         calls.append(g)
         return score(g)
 
-    what = f"genome {genome.key} scored {genome_score}, a trace of {start} evaluations, budget {budget}"
-    return _call(improve, what, genome, genome_score, space, counted, rng, trace, budget), trace, calls[:]
+    what = f"genome {genome.key} scored {genome_score}, budget {budget}"
+    out = _call(improve, what, genome, genome_score, space, counted, rng, budget)
+    if not isinstance(out, tuple | list) or len(out) != 2 or not isinstance(out[0], list):
+        raise AssertionError(f"improve({genome.key}) returned {out!r}: return (evaluated, better), evaluated a list "
+                             "of (neighbour, its score) pairs, better one such pair or None")
+    evaluated, better = out
+    pairs = [tuple(pair) if isinstance(pair, tuple | list) else pair for pair in evaluated]
+    if pairs != [(g, score(g)) for g in calls]:
+        raise AssertionError(f"improve({genome.key}) called score {len(calls)} times and returned {len(evaluated)} "
+                             "evaluations: evaluated lists (neighbour, its score) for every call of score, in order")
+    return evaluated, better, calls
 
 
 def check_first_improvement(improve: Callable, space, neighbours: Callable, trials: int = 10, seed: int = 0) -> None:
-    """Check ``improve(genome, genome_score, space, score, rng, trace, budget)`` against the neighbourhood
-    ``neighbours`` gives: each neighbour evaluated at most once and recorded in ``trace``; it returns the first
-    one that scores strictly higher, with its score, or None once all are evaluated (a local optimum) or the
-    trace holds ``budget`` evaluations."""
+    """Check ``improve(genome, genome_score, space, score, rng, budget) -> (evaluated, better)`` against the
+    neighbourhood ``neighbours`` gives: at most ``budget`` neighbours, each at most once, all of them in
+    ``evaluated`` in order; ``better`` the first that scores strictly higher, with its score, or None when none
+    does (a local optimum, once every neighbour is evaluated, or the budget spent)."""
     import random
 
     rng = random.Random(seed)
     for _ in range(trials):
         genome = space.sample(rng)
         nbhd = neighbours(genome, space)
-        out, trace, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 10**6)
-        recorded = list(zip(trace.genomes, trace.scores))
-        if recorded != [(g, -1.0) for g in calls]:
-            raise AssertionError(f"improve({genome.key}) recorded {len(trace)} evaluations for {len(calls)} calls of "
-                                 "score: trace.add(neighbour, its score) once per evaluation, in order")
-        if out is not None or sorted(g.key for g in calls) != sorted(g.key for g in nbhd):
+        _, better, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 10**6)
+        if better is not None or sorted(g.key for g in calls) != sorted(g.key for g in nbhd):
             raise AssertionError(
-                f"no neighbour of {genome.key} scores higher, yet improve returned {out!r} after evaluating "
+                f"no neighbour of {genome.key} scores higher, yet improve returned {better!r} after evaluating "
                 f"{len(calls)} ({len(set(calls))} distinct) of its {len(nbhd)} neighbours: a local optimum is declared "
-                "(return None) only when every neighbour has been evaluated, each once")
-        out, _, calls = _improve_call(improve, genome, 0.0, space, lambda g: 0.0, rng, 10**6)
-        if out is not None:
-            raise AssertionError(f"improve moved to {out[0].key}, which scores 0.0 like the genome itself: move only "
-                                 "to a neighbour that scores strictly higher (>)")
+                "(better = None) only when every neighbour has been evaluated, each once")
+        _, better, _ = _improve_call(improve, genome, 0.0, space, lambda g: 0.0, rng, 10**6)
+        if better is not None:
+            raise AssertionError(f"improve moved to {better[0].key}, which scores 0.0 like the genome itself: move "
+                                 "only to a neighbour that scores strictly higher (>)")
         if not nbhd:
             continue
         target = nbhd[rng.randrange(len(nbhd))]
-        out, trace, calls = _improve_call(improve, genome, 0.5, space, lambda g, t=target: float(g == t), rng, 10**6)
-        if out is None or tuple(out) != (target, 1.0) or calls[-1] != target or calls.count(target) != 1:
+        _, better, calls = _improve_call(improve, genome, 0.5, space, lambda g, t=target: float(g == t), rng, 10**6)
+        if better is None or tuple(better) != (target, 1.0) or calls[-1] != target or calls.count(target) != 1:
             raise AssertionError(
                 f"of the neighbours of {genome.key} only {target.key} scores higher (1.0 against 0.5): improve should "
-                f"stop at it and return ({target.key}, 1.0); it evaluated {len(calls)} and returned {out!r}. First "
-                "improvement: the first better neighbour is taken at once")
-        out, trace, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 5, start=2)
-        if len(trace) != 2 + min(3, len(nbhd)) or out is not None:
-            raise AssertionError(f"with 2 of a budget of 5 evaluations made, improve should evaluate 3 neighbours and "
-                                 f"return None; the trace ends with {len(trace)} and it returned {out!r}")
-    print(f"✓ {improve.__name__}: first improvement, every neighbour at most once, None at a local optimum or at the "
-          "budget")
+                f"stop at it and return it as better, ({target.key}, 1.0); it evaluated {len(calls)} and returned "
+                f"{better!r}. First improvement: the first better neighbour is taken at once")
+        _, better, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 3)
+        if len(calls) != min(3, len(nbhd)) or better is not None:
+            raise AssertionError(f"with a budget of 3, improve should evaluate 3 neighbours and return better = None; "
+                                 f"it evaluated {len(calls)} and returned {better!r}")
+    print(f"✓ {improve.__name__}: first improvement, every neighbour at most once, None at a local optimum; the "
+          "budget kept")
 
 
 def first_evaluated(improve: Callable, space, genome, trials: int = 300, seed: int = 0) -> list:
@@ -913,8 +914,7 @@ def first_evaluated(improve: Callable, space, genome, trials: int = 300, seed: i
     import random
 
     rng = random.Random(seed)
-    return [tuple(_improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 2)[1].genomes)
-            for _ in range(trials)]
+    return [tuple(_improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 2)[2]) for _ in range(trials)]
 
 
 def check_local_search(trace, space, neighbours: Callable) -> tuple[int, int]:

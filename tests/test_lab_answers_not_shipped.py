@@ -140,13 +140,12 @@ def _course_search() -> dict:
     def neighbours(genome, space):
         return list(dict.fromkeys(mutate(space, genome, rng) for _ in range(2000)))
 
-    def improve(genome, genome_score, space, score, rng, trace, budget):
-        if len(trace) >= budget:
-            return None
+    def improve(genome, genome_score, space, score, rng, budget):
+        if budget < 1:
+            return [], None
         child = mutate(space, genome, rng)
         value = score(child)
-        trace.add(child, value)
-        return (child, value) if value > genome_score else None
+        return [(child, value)], (child, value) if value > genome_score else None
 
     def local_search(space, score, budget, rng):
         return evolution(space, score, budget, rng, population_size=10, sample_size=3)
@@ -284,7 +283,7 @@ CASES = {
                            "test_padding": "padded values against key_padding_mask"}),
     "04_nas_evolution": (_course_search(),
                          {"test_neighbours": "missing ['32-16:relu']",
-                          "test_improve_rules": "a local optimum is declared (return None) only when every neighbour",
+                          "test_improve_rules": "a local optimum is declared (better = None) only when every neighbour",
                           "test_improve_order": "shuffle the neighbours",
                           "test_search_budget": "is not a neighbour of the current genome",
                           "test_beats_random": "is not a neighbour of the current genome"}),

@@ -122,11 +122,6 @@ ATTENTION = {
 }
 NEIGHBOUR_KEYS = ("(*widths[:i], w, *widths[i + 1:], activation)", "(*widths, a)",
                   "(*widths[:i], w, *widths[i:], activation)", "(*widths[:i], *widths[i + 1:], activation)")
-IMPROVE_LOOP = ("""        value = score(neighbour)
-        trace.add(neighbour, value)
-        if value > genome_score:
-            return neighbour, value
-    return None""")
 NAS = {
     "insert_after_only": (  # a layer added after an existing one only, as the course's mutation does: never first
         "neighbours", [("for i in range(len(widths) + 1):", "for i in range(1, len(widths) + 1):")],
@@ -144,17 +139,16 @@ NAS = {
         "improve", [("if value > genome_score:", "if value >= genome_score:")], ["test_improve_rules"],
         "strictly higher (>)"),
     "sampled_with_replacement": (  # a random neighbour drawn each time: some twice, some never
-        "improve", [("for neighbour in order:", "for neighbour in [rng.choice(order) for _ in order]:")],
+        "improve", [("for neighbour in order[:budget]:",
+                     "for neighbour in [rng.choice(order) for _ in order][:budget]:")],
         ["test_improve_rules", "test_search_budget", "test_beats_random"], "a second time as a neighbour"),
     "best_improvement": (  # the whole neighbourhood evaluated, then the best taken
-        "improve", [(IMPROVE_LOOP, """        value = score(neighbour)
-        trace.add(neighbour, value)
-        if value > genome_score:
-            genome_score, best = value, (neighbour, value)
-    return best if "best" in locals() else None""")],
+        "improve", [("evaluated = []", "evaluated, best = [], None"),
+                    ("return evaluated, (neighbour, value)", "genome_score, best = value, (neighbour, value)"),
+                    ("return evaluated, None", "return evaluated, best")],
         ["test_improve_rules", "test_search_budget", "test_beats_random"], "First improvement"),
     "no_restart": (  # the search ends at its first local optimum
-        "local_search", [("            if move is None:\n                break", "            if move is None:\n"
+        "local_search", [("            if better is None:\n                break", "            if better is None:\n"
                           "                return trace")], ["test_search_budget"], "evaluations for a budget of"),
     "evaluated_twice": (  # the start scored once for the current genome and again for the trace
         "local_search", [("trace.add(genome, value)", "trace.add(genome, score(genome))")],

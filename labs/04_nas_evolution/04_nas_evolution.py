@@ -158,34 +158,33 @@ for space, n, seed in ((SPACE, 60, 21), (small, 20, 22), (gapped, 40, 23)):
 #
 # The search holds a current genome $g$ and the score $s$ it got when it was evaluated, once. One move
 # evaluates the neighbours of $g$ **in a random order** (shuffle a copy of `neighbours(genome, space)` with
-# `rng.shuffle`), each at most once, recording every evaluation in the search's `trace`
-# (`trace.add(neighbour, its score)`), and stops at the **first** neighbour $n$ with $\text{score}(n) > s$,
-# strictly higher: it returns `(n, score(n))`. If no neighbour scores higher, $g$ is a local optimum (局部最优)
-# and the move returns `None`. It also returns `None` as soon as the trace holds `budget` evaluations, before
-# evaluating more. White et al. call this *first improvement*; the alternative, evaluating the whole
+# `rng.shuffle`), each at most once and at most `budget` of them, and stops at the **first** neighbour $n$
+# with $\text{score}(n) > s$, strictly higher. It returns `(evaluated, better)`: `evaluated` lists every
+# `(neighbour, its score)` in the order they were evaluated, and `better` is `(n, score(n))` (the last pair
+# of `evaluated`), or `None` if no neighbour scored higher: then $g$ is a local optimum (局部最优), unless the
+# budget ran out first. White et al. call this *first improvement*; the alternative, evaluating the whole
 # neighbourhood and taking the best, spends a full neighbourhood on every step.
 #
-# **Task 2.** Write `improve(genome, genome_score, space, score, rng, trace, budget)`.
+# **Task 2.** Write `improve(genome, genome_score, space, score, rng, budget)`.
 
 # %% nbgrader={"grade": false, "grade_id": "improve", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def improve(genome, genome_score, space, score, rng, trace, budget):
-    """First improvement: the first neighbour (random order) scoring above genome_score -> (it, its score); else None."""
+def improve(genome, genome_score, space, score, rng, budget):
+    """First improvement over at most budget neighbours, in a random order -> (evaluated pairs, better pair or None)."""
     ### BEGIN SOLUTION
     order = neighbours(genome, space)
     rng.shuffle(order)
-    for neighbour in order:
-        if len(trace) >= budget:
-            return None
+    evaluated = []
+    for neighbour in order[:budget]:
         value = score(neighbour)
-        trace.add(neighbour, value)
+        evaluated.append((neighbour, value))
         if value > genome_score:
-            return neighbour, value
-    return None
+            return evaluated, (neighbour, value)
+    return evaluated, None
     ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_improve_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Every neighbour at most once and recorded; the first strictly better one taken; None at a local optimum or budget.
+# Every neighbour at most once, all returned in order; the first strictly better one taken; the budget kept.
 check_first_improvement(improve, SPACE, neighbours)
 ### BEGIN HIDDEN TESTS
 check_first_improvement(improve, small, neighbours, trials=10, seed=31)
@@ -216,8 +215,9 @@ assert len(set(deep)) >= 15 and max(deep.count(k) for k in deep) <= 40
 # Local search with restarts, for `budget` evaluations in all:
 #
 # 1. draw a genome with `space.sample(rng)`, evaluate it once and record it: it is the current genome;
-# 2. `improve` it; while a move returns a better neighbour, that neighbour (and the score it got) becomes the
-#    current genome: it is **never evaluated again**;
+# 2. `improve` it with the budget that is left, and add what it evaluated to the trace; while a move returns a
+#    better neighbour, that neighbour (and the score it got) becomes the current genome: it is **never evaluated
+#    again**;
 # 3. when a move returns `None` before the budget is spent, the current genome is a local optimum: restart at 1.
 #
 # Record every evaluation in one `SearchTrace` (`trace.add(genome, score)`), exactly as `score` returned it,
@@ -242,10 +242,12 @@ def local_search(space, score, budget, rng):
         value = score(genome)
         trace.add(genome, value)
         while len(trace) < budget:
-            move = improve(genome, value, space, score, rng, trace, budget)
-            if move is None:
+            evaluated, better = improve(genome, value, space, score, rng, budget - len(trace))
+            for pair in evaluated:
+                trace.add(*pair)
+            if better is None:
                 break
-            genome, value = move
+            genome, value = better
     return trace
     ### END SOLUTION
 
