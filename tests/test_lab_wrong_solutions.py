@@ -126,10 +126,11 @@ NAS = {
     "insert_after_only": (  # a layer added after an existing one only, as the course's mutation does: never first
         "neighbours", [("for i in range(len(widths) + 1):", "for i in range(1, len(widths) + 1):")],
         ["test_neighbours"], "missing ['32-16:relu']"),
-    "repeats_kept": (  # every edit listed, the two ways to the same genome included
+    "repeats_kept": (  # every edit listed, the two ways to the same genome included: the search evaluates one twice
         "neighbours", [("found = {}", "found = []")] + [(f"found.setdefault({key})", f"found.append({key})")
                                                         for key in NEIGHBOUR_KEYS],
-        ["test_neighbours"], "not neighbours or repeated ['16-16:relu', '16-16:relu'"),
+        ["test_neighbours", "test_search_budget", "test_beats_random"],
+        "not neighbours or repeated ['16-16:relu', '16-16:relu'"),
     "depths_as_a_range": (  # a layer added while the depth stays under the largest: wrong where depths have a gap
         "neighbours", [("if len(widths) + 1 in space.depths:", "if len(widths) < max(space.depths):")],
         ["test_neighbours"], "test_neighbours: "),

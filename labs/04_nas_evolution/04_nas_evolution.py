@@ -119,8 +119,8 @@ for g in (Genome.mlp(16, 32), Genome.mlp(16, 16, activation="tanh"), Genome.mlp(
 
 # %% nbgrader={"grade": true, "grade_id": "test_neighbours", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Worked examples in a small space, then 100 random genomes: distinct genomes of the space, one edit away.
-check_no_calls(neighbours, ("mutate", "mutations", "_repair", "karpa_lab"), "write the edits yourself")
 small = Space(depths=(1, 2), widths=(16, 32), kernels=(0,), activations=("relu", "tanh"), skips=False)
+check_no_calls(neighbours, ("mutate", "mutations", "_repair", "karpa_lab"), "write the edits yourself")
 for genome, expected in ((Genome.mlp(16), {"32:relu", "16:tanh", "16-16:relu", "32-16:relu", "16-32:relu"}),
                          (Genome.mlp(16, 32), {"32-32:relu", "16-16:relu", "16-32:tanh", "32:relu", "16:relu"})):
     got = [g.key for g in neighbours(genome, small)]
@@ -187,6 +187,7 @@ def improve(genome, genome_score, space, score, rng, budget):
 # Every neighbour at most once, all returned in order; the first strictly better one taken; the budget kept.
 check_first_improvement(improve, SPACE, neighbours)
 ### BEGIN HIDDEN TESTS
+gapped = Space(depths=(1, 3, 4), widths=(8, 16, 24), kernels=(0,), activations=("relu", "tanh", "gelu"), skips=False)
 check_first_improvement(improve, small, neighbours, trials=10, seed=31)
 check_first_improvement(improve, gapped, neighbours, trials=20, seed=32)
 ### END HIDDEN TESTS
@@ -310,6 +311,7 @@ moves, restarts = check_local_search(trace, small, neighbours)
 assert len(trace) == 60 and restarts >= 2, f"{restarts} restarts in a space of 20 genomes: restart at a local optimum"
 print("✓ the budget is respected and the moves follow the rules")
 ### BEGIN HIDDEN TESTS
+gapped = Space(depths=(1, 3, 4), widths=(8, 16, 24), kernels=(0,), activations=("relu", "tanh", "gelu"), skips=False)
 for space, seed in ((gapped, 3), (small, 4)):
     evaluate = noisy(toy_score, seed)
     trace = local_search(space, evaluate, 80, random.Random(seed))
