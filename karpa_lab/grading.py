@@ -792,123 +792,154 @@ def check_gan_step(step_fn: Callable, steps: int = 3, batch: int = 16, seed: int
     print(f"✓ {step_fn.__name__} matches the reference hinge GAN step for {steps} steps (both networks, both losses)")
 
 
-# ---------------------------------------------------------------- NAS evolution (lab 04)
+# ---------------------------------------------------------------- NAS local search (lab 04)
 
-def _one_edit(parent, child) -> str | None:
-    """None if ``child`` is ``parent`` with exactly one edit (a width, the activation, a layer added or
-    removed); otherwise what is wrong."""
-    pw, cw = list(parent.widths), list(child.widths)
-    if len(cw) == len(pw):
-        changes = sum(a != b for a, b in zip(pw, cw)) + (parent.activation != child.activation)
-        if changes == 1:
-            return None
-        return "it is the parent itself" if changes == 0 else f"{changes} things changed at once"
-    if parent.activation != child.activation:
-        return "a layer was added or removed and the activation changed too"
-    shorter, longer = (pw, cw) if len(pw) < len(cw) else (cw, pw)
-    if len(longer) - len(shorter) == 1 and any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer))):
-        return None
-    return f"the depth went from {len(pw)} to {len(cw)} with other widths changed"
+def _keys(genomes) -> str:
+    return ", ".join(g.key for g in genomes) or "none"
 
 
-def check_mutation(mutate: Callable, space, trials: int = 200, seed: int = 0) -> None:
-    """Check ``mutate(genome, space, rng) -> Genome`` on ``trials`` random parents of ``space`` (MLPs, no skips):
-    every child is a valid genome of the space that differs from its parent by exactly one edit."""
+def check_neighbourhood(neighbours: Callable, space, trials: int = 100, seed: int = 0) -> None:
+    """Check ``neighbours(genome, space) -> list[Genome]`` on ``trials`` random genomes of ``space`` (MLPs, no
+    skips): a list without duplicates, inside the space, without the genome itself; every other activation and
+    every other width of each layer there once; layers added or removed only where the depths allow, with the
+    activation kept. (Which layers may be added where is checked on worked examples in the lab.)"""
     import random
 
     from karpa_lab.nas.space import Genome
 
     rng = random.Random(seed)
-    kinds = set()
     for _ in range(trials):
         parent = space.sample(rng)
-        child = _call(mutate, f"parent {parent.key}, a Space, a random.Random", parent, space, rng)
-        if not isinstance(child, Genome):
-            raise AssertionError(f"mutate({parent.key}) returned {child!r}: return a Genome, e.g. "
+        out = _call(neighbours, f"genome {parent.key}, a Space", parent, space)
+        if not isinstance(out, list) or not all(isinstance(g, Genome) for g in out):
+            raise AssertionError(f"neighbours({parent.key}) returned {out!r}: return a list of Genomes, e.g. "
                                  "Genome.mlp(*widths, activation=activation)")
-        if not space.contains(child):
-            raise AssertionError(f"mutate({parent.key}) returned {child.key}, which is outside the space "
+        twice = sorted({g.key for g in out if out.count(g) > 1})
+        if twice:
+            raise AssertionError(f"neighbours({parent.key}) lists {', '.join(twice)} more than once: each neighbour "
+                                 "once (removing either of two equal layers gives the same network)")
+        if parent in out:
+            raise AssertionError(f"neighbours({parent.key}) contains {parent.key} itself: a neighbour is one edit "
+                                 "away")
+        outside = [g for g in out if not space.contains(g)]
+        if outside:
+            raise AssertionError(f"neighbours({parent.key}) contains {_keys(outside[:3])}, outside the space "
                                  f"(depths {space.depths}, widths {space.widths}, activations {space.activations})")
-        problem = _one_edit(parent, child)
-        if problem:
-            raise AssertionError(f"mutate({parent.key}) returned {child.key}: {problem}. A mutation makes exactly one "
-                                 "edit: one layer's width, the activation, or one layer added or removed")
-        kinds.add("depth" if child.depth != parent.depth else
-                  "activation" if child.activation != parent.activation else "width")
-    missing = {"width", "activation", "depth"} - kinds
-    if missing:
-        raise AssertionError(f"in {trials} mutations none changed the {' or the '.join(sorted(missing))}: every "
-                             "kind of edit must be possible, or the search cannot reach the whole space")
-    print(f"✓ {mutate.__name__}: {trials} children, each valid and one edit from its parent; every kind of edit seen")
+        acts = {g.activation for g in out if g.widths == parent.widths}
+        if acts != set(space.activations) - {parent.activation}:
+            raise AssertionError(f"neighbours({parent.key}) changes the activation to {sorted(acts)}: every other "
+                                 f"activation of the space, {sorted(set(space.activations) - {parent.activation})}")
+        same = [g for g in out if g.depth == parent.depth and g.activation == parent.activation]
+        wrong = [g for g in same if sum(a != b for a, b in zip(g.widths, parent.widths)) != 1]
+        if wrong or len(same) != parent.depth * (len(space.widths) - 1):
+            raise AssertionError(
+                f"neighbours({parent.key}) has {len(same)} networks of its depth and activation ({_keys(wrong[:3])} "
+                f"change more than one width): expected {parent.depth} layers x {len(space.widths) - 1} other widths, "
+                "each layer's width changed alone")
+        for change, word in ((1, "added"), (-1, "removed")):
+            moved = [g for g in out if g.depth == parent.depth + change]
+            if any(g.activation != parent.activation for g in moved):
+                raise AssertionError(f"neighbours({parent.key}): a layer {word} and the activation changed too")
+            if bool(moved) != (parent.depth + change in space.depths):
+                raise AssertionError(f"neighbours({parent.key}) has {len(moved)} networks with a layer {word}; the "
+                                     f"space's depths are {space.depths}")
+        if any(abs(g.depth - parent.depth) > 1 for g in out):
+            raise AssertionError(f"neighbours({parent.key}) changes the depth by more than one layer")
+    print(f"✓ {neighbours.__name__}: {trials} neighbourhoods, each a list of distinct genomes one change away")
 
 
-def check_aging_step(step_fn: Callable, space, population_size: int = 6, sample_size: int = 3,
-                     seed: int = 0) -> None:
-    """Check ``step_fn(population, space, score, rng, sample_size, mutate_fn) -> (child, score)`` on a deque of
-    (genome, score) pairs, oldest first: the population keeps its size, its oldest member leaves, the child
-    joins at the end with its score, and the parent handed to ``mutate_fn`` is a member."""
+def _improve_call(improve: Callable, genome, genome_score, space, score, rng, budget: int):
+    """Call ``improve`` with a counted ``score`` -> (evaluated, better, the genomes score was called on), the
+    result's form checked: a list of (genome, score) pairs, every call of score in it in order."""
+    calls = []
+
+    def counted(g):
+        calls.append(g)
+        return score(g)
+
+    what = f"genome {genome.key} scored {genome_score}, budget {budget}"
+    out = _call(improve, what, genome, genome_score, space, counted, rng, budget)
+    if not isinstance(out, tuple | list) or len(out) != 2 or not isinstance(out[0], list):
+        raise AssertionError(f"improve({genome.key}) returned {out!r}: return (evaluated, better), evaluated a list "
+                             "of (neighbour, its score) pairs, better one such pair or None")
+    evaluated, better = out
+    pairs = [tuple(pair) if isinstance(pair, tuple | list) else pair for pair in evaluated]
+    if pairs != [(g, score(g)) for g in calls]:
+        raise AssertionError(f"improve({genome.key}) called score {len(calls)} times and returned {len(evaluated)} "
+                             "evaluations: evaluated lists (neighbour, its score) for every call of score, in order")
+    return evaluated, better, calls
+
+
+def check_first_improvement(improve: Callable, space, neighbours: Callable, trials: int = 10, seed: int = 0) -> None:
+    """Check ``improve(genome, genome_score, space, score, rng, budget) -> (evaluated, better)`` against the
+    neighbourhood ``neighbours`` gives: at most ``budget`` neighbours, each at most once, all of them in
+    ``evaluated`` in order; ``better`` the first that scores strictly higher, with its score, or None when none
+    does (a local optimum, once every neighbour is evaluated, or the budget spent)."""
     import random
-    from collections import deque
 
     rng = random.Random(seed)
-    members = [(space.sample(rng), float(population_size - i)) for i in range(population_size)]  # oldest = best
-    population = deque(members)
-    parents = []
-
-    def mutate_fn(genome, space_, rng_):
-        parents.append(genome)
-        return space.sample(rng_)
-
-    def score(genome) -> float:
-        return 100.0 + len(parents)
-
-    out = _call(step_fn, f"a population of {population_size}, sample_size={sample_size}",
-                population, space, score, rng, sample_size, mutate_fn)
-    if len(parents) != 1:
-        raise AssertionError(f"{step_fn.__name__} called mutate_fn {len(parents)} times: exactly once per step")
-    if not any(parents[0] == g for g, _ in members):
-        raise AssertionError(f"the parent {parents[0]} is not a member of the population: pick it from the tournament")
-    if len(population) != population_size:
-        raise AssertionError(f"the population has {len(population)} members after the step, expected "
-                             f"{population_size}: append the child and remove one member")
-    if list(population)[:-1] != members[1:]:
-        if population_size > 1 and list(population)[:-1] == members[:-1]:
-            raise AssertionError("the worst member was removed: aging removes the OLDEST (population.popleft())")
-        raise AssertionError("the members that stay must keep their order and the oldest (population[0]) must "
-                             "leave: population.append(...) then population.popleft()")
-    child, child_score = population[-1]
-    if child_score != 101.0:
-        raise AssertionError(f"the child joined with score {child_score}: evaluate it once, score(child)")
-    if not isinstance(out, tuple | list) or len(out) != 2 or out[0] != child or out[1] != child_score:
-        raise AssertionError(f"{step_fn.__name__} should return (child, its score), got {out!r}")
-    print(f"✓ {step_fn.__name__}: one child per step, appended with its score; the oldest member removed")
-
-
-def tournament_share(step_fn: Callable, space, population_size: int, sample_size: int, trials: int = 300,
-                     seed: int = 0) -> tuple[float, float]:
-    """How often the parent ``step_fn`` picks is the best member, and how often it is in the better half
-    (distinct scores). A tournament of S draws with replacement from P picks the best with probability
-    1 - (1 - 1/P)^S and a better-half member with 1 - 2^-S."""
-    import random
-    from collections import deque
-
-    rng = random.Random(seed)
-    best = top = 0
-    picked = []
-
-    def mutate_fn(genome, space_, rng_):
-        picked.insert(0, genome)
-        return genome
-
     for _ in range(trials):
-        scores = rng.sample(range(1000), population_size)
-        members = [(space.sample(rng), float(s)) for s in scores]
-        ranked = sorted(scores)
-        step_fn(deque(members), space, lambda g: 0.0, rng, sample_size, mutate_fn)
-        s = next(sc for g, sc in members if g == picked[0])
-        best += s == ranked[-1]
-        top += s >= ranked[population_size // 2]
-    return best / trials, top / trials
+        genome = space.sample(rng)
+        nbhd = neighbours(genome, space)
+        _, better, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 10**6)
+        if better is not None or sorted(g.key for g in calls) != sorted(g.key for g in nbhd):
+            raise AssertionError(
+                f"no neighbour of {genome.key} scores higher, yet improve returned {better!r} after evaluating "
+                f"{len(calls)} ({len(set(calls))} distinct) of its {len(nbhd)} neighbours: a local optimum is declared "
+                "(better = None) only when every neighbour has been evaluated, each once")
+        _, better, _ = _improve_call(improve, genome, 0.0, space, lambda g: 0.0, rng, 10**6)
+        if better is not None:
+            raise AssertionError(f"improve moved to {better[0].key}, which scores 0.0 like the genome itself: move "
+                                 "only to a neighbour that scores strictly higher (>)")
+        if not nbhd:
+            continue
+        target = nbhd[rng.randrange(len(nbhd))]
+        _, better, calls = _improve_call(improve, genome, 0.5, space, lambda g, t=target: float(g == t), rng, 10**6)
+        if better is None or tuple(better) != (target, 1.0) or calls[-1] != target or calls.count(target) != 1:
+            raise AssertionError(
+                f"of the neighbours of {genome.key} only {target.key} scores higher (1.0 against 0.5): improve should "
+                f"stop at it and return it as better, ({target.key}, 1.0); it evaluated {len(calls)} and returned "
+                f"{better!r}. First improvement: the first better neighbour is taken at once")
+        _, better, calls = _improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 3)
+        if len(calls) != min(3, len(nbhd)) or better is not None:
+            raise AssertionError(f"with a budget of 3, improve should evaluate 3 neighbours and return better = None; "
+                                 f"it evaluated {len(calls)} and returned {better!r}")
+    print(f"✓ {improve.__name__}: first improvement, every neighbour at most once, None at a local optimum; the "
+          "budget kept")
+
+
+def first_evaluated(improve: Callable, space, genome, trials: int = 300, seed: int = 0) -> list:
+    """The neighbours ``improve`` evaluates first and second in ``trials`` calls on ``genome`` whose neighbours all
+    score lower: a list of the genomes each call evaluated, (first, second), to see whether the order is random."""
+    import random
+
+    rng = random.Random(seed)
+    return [tuple(_improve_call(improve, genome, 0.0, space, lambda g: -1.0, rng, 2)[2]) for _ in range(trials)]
+
+
+def check_local_search(trace, space, neighbours: Callable) -> tuple[int, int]:
+    """Replay ``trace`` (every evaluation of a search, in order) under the rules of local search with first
+    improvement and restarts; raise saying which evaluation breaks them. -> (moves, restarts)."""
+    moves = restarts = 0
+    incumbent, tried, nbhd = None, set(), set()
+    for t, (genome, value) in enumerate(zip(trace.genomes, trace.scores)):
+        if incumbent is None or tried == nbhd:
+            restarts += incumbent is not None
+            incumbent, tried, nbhd = (genome, value), set(), set(neighbours(genome, space))
+            continue
+        if genome not in nbhd:
+            raise AssertionError(
+                f"evaluation {t} ({genome.key}) is not a neighbour of the current genome {incumbent[0].key}, whose "
+                f"neighbourhood is not exhausted ({len(tried)} of {len(nbhd)} evaluated): evaluate its neighbours "
+                "until one scores higher; restart with a random genome only at a local optimum")
+        if genome in tried:
+            raise AssertionError(f"evaluation {t} evaluates {genome.key} a second time as a neighbour of "
+                                 f"{incumbent[0].key}: each neighbour once")
+        tried.add(genome)
+        if value > incumbent[1]:
+            moves += 1
+            incumbent, tried, nbhd = (genome, value), set(), set(neighbours(genome, space))
+    return moves, restarts
 
 
 # ---------------------------------------------------------------- convolution (lab 05)

@@ -379,62 +379,143 @@ def test_gan_step_names_the_mistake(bug, words):
         assert word in message, message
 
 
-# ---------------------------------------------------------------- NAS
+# ---------------------------------------------------------------- NAS local search (lab 04)
 
 SPACE = Space(depths=(1, 2, 3), widths=(16, 32, 64), kernels=(0,), activations=("relu", "tanh"), skips=False)
 
 
-def test_mutation_reference_passes():
-    grading.check_mutation(lambda g, space, rng: space.mutate(g, rng), SPACE)
+def _one_edit(a: Genome, b: Genome) -> bool:
+    if a.depth == b.depth:
+        return sum(x != y for x, y in zip(a.widths, b.widths)) + (a.activation != b.activation) == 1
+    short, long_ = (a.widths, b.widths) if a.depth < b.depth else (b.widths, a.widths)
+    return (a.activation == b.activation and len(long_) == len(short) + 1
+            and any(long_[:i] + long_[i + 1:] == short for i in range(len(long_))))
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda g, space, rng: g, ["the parent itself"]),
-    (lambda g, space, rng: Genome.mlp(*(w + 1 for w in g.widths), activation=g.activation), ["outside the space"]),
-    (lambda g, space, rng: Genome.mlp(*g.widths, activation="tanh" if g.activation == "relu" else "relu")
-     if g.depth > 1 else Genome.mlp(32 if g.widths[0] != 32 else 16, activation="tanh"), ["things changed at once"]),
-    (lambda g, space, rng: space.mutate(g, rng, "width") if len(g.widths) else g, ["none changed the activation"]),
-    (lambda g, space, rng: g.key, ["return a Genome"]),
+def filtered_neighbours(genome: Genome, space: Space) -> list[Genome]:
+    """The neighbourhood by brute force: every genome of the space one edit away."""
+    return [g for g in space.all_genomes() if _one_edit(genome, g)]
+
+
+def neighbours_with(bug: str):
+    def neighbours(genome, space):
+        out = filtered_neighbours(genome, space)
+        if bug == "twice":
+            out += out[:1]
+        elif bug == "itself":
+            out.append(genome)
+        elif bug == "set":
+            return set(out)
+        elif bug == "too_deep":
+            out.append(Genome.mlp(*genome.widths, 16, 16, 16, activation=genome.activation))
+        elif bug == "no_activation":
+            out = [g for g in out if g.widths != genome.widths]
+        elif bug == "first_layer_only":
+            out = [g for g in out if g.depth != genome.depth or g.widths[1:] == genome.widths[1:]]
+        elif bug == "add_changes_activation":
+            out = [g if g.depth == genome.depth else Genome.mlp(*g.widths, activation="tanh") for g in out]
+        return out
+    return neighbours
+
+
+def test_neighbourhood_reference_passes():
+    grading.check_neighbourhood(neighbours_with(""), SPACE, trials=30)
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("twice", ["more than once"]), ("itself", ["itself"]), ("set", ["return a list"]),
+    ("too_deep", ["outside the space"]), ("no_activation", ["changes the activation to []"]),
+    ("first_layer_only", ["networks of its depth and activation", "each layer's width"]),
+    ("add_changes_activation", ["and the activation changed too"]),
 ])
-def test_mutation_names_the_mistake(mutate, words):
-    message = fails(grading.check_mutation, mutate, SPACE)
+def test_neighbourhood_names_the_mistake(bug, words):
+    message = fails(grading.check_neighbourhood, neighbours_with(bug), SPACE, trials=30)
     for word in words:
         assert word in message, message
 
 
-def aging_step(bug: str = ""):
-    def step(population, space, score, rng, sample_size, mutate_fn):
-        sample = [population[rng.randrange(len(population))] for _ in range(sample_size)]
-        parent = (rng.choice(sample) if bug == "random_parent" else max(sample, key=lambda m: m[1]))[0]
-        child = mutate_fn(parent, space, rng)
-        population.append((child, score(child)))
-        if bug == "worst":
-            population.remove(min(population, key=lambda m: m[1]))
-        elif bug != "keep":
-            population.popleft()
-        return population[-1]
-    return step
+def improve_with(bug: str = ""):
+    def improve(genome, genome_score, space, score, rng, budget):
+        order = filtered_neighbours(genome, space)
+        if bug != "in_order":
+            rng.shuffle(order)
+        evaluated, best = [], None
+        for neighbour in order if bug == "no_budget" else order[:budget]:
+            value = score(neighbour)
+            if bug != "unrecorded":
+                evaluated.append((neighbour, value))
+            if value > genome_score or (bug == "ties" and value == genome_score):
+                if bug != "best":
+                    return evaluated, (neighbour, value)
+                best = max(best or (neighbour, value), (neighbour, value), key=lambda m: m[1])
+            if bug == "one_try":
+                break
+        return evaluated, best
+    return improve
 
 
-def test_aging_step_reference_passes():
-    grading.check_aging_step(aging_step(), SPACE)
-    grading.check_aging_step(aging_step(), SPACE, population_size=1, sample_size=1)
-    best, top = grading.tournament_share(aging_step(), SPACE, population_size=10, sample_size=5)
-    assert 0.3 < best < 0.55 and top > 0.9  # 1 - 0.9^5 = 0.41, 1 - 0.5^5 = 0.97
+def test_first_improvement_reference_passes():
+    grading.check_first_improvement(improve_with(), SPACE, filtered_neighbours)
+    firsts = [evaluated[0] for evaluated in grading.first_evaluated(improve_with(), SPACE, Genome.mlp(16, 32))]
+    assert len(set(firsts)) == len(filtered_neighbours(Genome.mlp(16, 32), SPACE))  # 300 draws cover all 13
 
 
-@pytest.mark.parametrize("bug, words", [("worst", ["the worst member was removed", "OLDEST"]),
-                                        ("keep", ["7 members", "expected 6"])])
-def test_aging_step_names_the_mistake(bug, words):
-    message = fails(grading.check_aging_step, aging_step(bug), SPACE)
+@pytest.mark.parametrize("bug, words", [
+    ("ties", ["strictly higher (>)"]), ("best", ["First improvement"]), ("unrecorded", ["for every call of score"]),
+    ("no_budget", ["budget of 3"]), ("one_try", ["a local optimum is declared"]),
+])
+def test_first_improvement_names_the_mistake(bug, words):
+    message = fails(grading.check_first_improvement, improve_with(bug), SPACE, filtered_neighbours)
     for word in words:
         assert word in message, message
 
 
-def test_tournament_share_tells_a_random_parent():
-    best, top = grading.tournament_share(aging_step("random_parent"), SPACE, population_size=10, sample_size=5)
-    assert top < 0.8, "a parent picked at random is in the better half about half the time"
+def test_first_evaluated_tells_a_fixed_order():
+    pairs = grading.first_evaluated(improve_with("in_order"), SPACE, Genome.mlp(16, 32), trials=50)
+    assert len({evaluated[0] for evaluated in pairs}) == 1
 
+
+def search_with(bug: str = ""):
+    import random
+
+    from karpa_lab.nas.searchers import SearchTrace
+
+    def search(space, score, budget, rng):
+        trace = SearchTrace("local")
+        while len(trace) < budget:
+            genome = space.sample(rng)
+            value = score(genome)
+            trace.add(genome, value)
+            while len(trace) < budget:
+                if bug == "restart_early" and rng.random() < 0.3:
+                    break
+                evaluated, better = improve_with()(genome, value, space, score, rng, budget - len(trace))
+                for pair in evaluated:
+                    trace.add(*pair)
+                if better is None:
+                    break
+                genome, value = better
+        return trace
+
+    rng = random.Random(0)
+    return search(SPACE, lambda g: rng.gauss(0.0, 1.0), 80, random.Random(1))
+
+
+def test_local_search_replay():
+    moves, restarts = grading.check_local_search(search_with(), SPACE, filtered_neighbours)
+    assert moves >= 1 and restarts >= 1
+    message = fails(grading.check_local_search, search_with("restart_early"), SPACE, filtered_neighbours)
+    assert "is not a neighbour of the current genome" in message, message
+
+
+def test_local_search_replay_tells_a_repeat():
+    from karpa_lab.nas.searchers import SearchTrace
+
+    trace, genome = SearchTrace("repeat"), Genome.mlp(16)
+    for g, value in ((genome, 1.0), (Genome.mlp(32), 0.0), (Genome.mlp(32), 0.5)):
+        trace.add(g, value)
+    message = fails(grading.check_local_search, trace, SPACE, filtered_neighbours)
+    assert "a second time" in message, message
 
 
 # ---------------------------------------------------------------- convolution (lab 05)

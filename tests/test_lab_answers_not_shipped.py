@@ -4,7 +4,9 @@ Each lab asks for a published variant of what ``karpa_lab`` implements for its l
 projection (``karpa_lab.models.lstm`` has the plain cell), lab 02 the hinge GAN and the KL of the modes from uniform
 (``karpa_lab.models.gan`` has the cross-entropy losses, ``karpa_lab.metrics`` a mode count), lab 03 attention with
 linear biases (``karpa_lab.models.attention`` has a mask only), lab 05 a circularly
-padded convolution (``karpa_lab.models.conv`` pads with zeros), lab 06 beam search with GNMT's length penalty
+padded convolution (``karpa_lab.models.conv`` pads with zeros), lab 04 local search with first improvement over an
+exact neighbourhood (``karpa_lab.nas`` has a random one-edit mutation and regularized evolution), lab 06 beam search
+with GNMT's length penalty
 (``karpa_lab.models.captioning`` ranks by log-probability), lab 07 GAE(lambda) and an actor-critic loss
 (``karpa_lab.rl`` has returns-to-go and REINFORCE), lab 08 decoupled distillation (``karpa_lab.models.distill``
 has classic KD), lab 09 guided Gram matrices (``karpa_lab.models.texture`` has the whole image's). Here every
@@ -121,6 +123,34 @@ def _course_attention() -> dict:
         return mha(x, mask=mask)[0]
 
     return {"attention": attention, "alibi_bias": alibi_bias, "alibi_self_attention": alibi_self_attention}
+
+
+# ---------------------------------------------------------------------------------------------- lab 04
+def _course_search() -> dict:
+    """Lab 04 with the course's search moves: the neighbourhood read off Space.mutate (2,000 draws, each child
+    once), a move that evaluates one mutated child (a step of regularized evolution), and the course's
+    regularized_evolution as the search."""
+    import random
+
+    from karpa_lab.nas.searchers import regularized_evolution
+    from karpa_lab.nas.space import Space
+
+    rng, evolution, mutate = random.Random(0), regularized_evolution, Space.mutate  # closures: no name check sees
+
+    def neighbours(genome, space):
+        return list(dict.fromkeys(mutate(space, genome, rng) for _ in range(2000)))
+
+    def improve(genome, genome_score, space, score, rng, budget):
+        if budget < 1:
+            return [], None
+        child = mutate(space, genome, rng)
+        value = score(child)
+        return [(child, value)], (child, value) if value > genome_score else None
+
+    def local_search(space, score, budget, rng):
+        return evolution(space, score, budget, rng, population_size=10, sample_size=3)
+
+    return {"neighbours": neighbours, "improve": improve, "local_search": local_search}
 
 
 # ---------------------------------------------------------------------------------------------- lab 05
@@ -251,6 +281,12 @@ CASES = {
                            "test_self_attention_values": "does not match nn.MultiheadAttention",
                            "test_causality": "does not match nn.MultiheadAttention",
                            "test_padding": "padded values against key_padding_mask"}),
+    "04_nas_evolution": (_course_search(),
+                         {"test_neighbours": "missing ['32-16:relu']",
+                          "test_improve_rules": "a local optimum is declared (better = None) only when every neighbour",
+                          "test_improve_order": "shuffle the neighbours",
+                          "test_search_budget": "is not a neighbour of the current genome",
+                          "test_beats_random": "is not a neighbour of the current genome"}),
     "05_conv_layer": ({"circular_conv2d": _course_conv, "circular_conv2d_backward": _course_conv_backward},
                       {"test_forward_shift": "zeros in the padding break it at the border",
                        "test_forward_values": "does not match F.conv2d with circular padding",

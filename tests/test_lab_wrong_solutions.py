@@ -120,23 +120,46 @@ ATTENTION = {
         "    return mha(x, x, x, attn_mask=ali, key_padding_mask=pads, need_weights=False)[0]\n")],
         ["test_self_attention_values", "test_causality", "test_padding"], "multi_head_attention"),
 }
+NEIGHBOUR_KEYS = ("(*widths[:i], w, *widths[i + 1:], activation)", "(*widths, a)",
+                  "(*widths[:i], w, *widths[i:], activation)", "(*widths[:i], *widths[i + 1:], activation)")
 NAS = {
-    "mutate_may_not_edit": (  # the new width drawn from all widths, the old one included: sometimes no edit
-        "mutate", [("widths[i] = rng.choice([w for w in space.widths if w != widths[i]])",
-        "widths[i] = rng.choice(space.widths)")], ["test_mutate"], "exactly one edit"),
-    "removes_the_worst": (  # the population keeps its best: a lucky evaluation lives forever
-        "evolution_step", [("population.popleft()", "population.remove(min(population, key=lambda m: m[1]))")],
-        ["test_step_invariants"], "the worst member was removed"),
-    "tournament_without_replacement": (
-        "evolution_step", [("sample = [population[rng.randrange(len(population))] for _ in range(sample_size)]",
-        "sample = rng.sample(list(population), sample_size)")], ["test_tournament"], "test_tournament: "),
-    "evaluated_twice": (  # the initial genomes scored once for the population and again for the trace
-        "evolution_search", [("trace.add(*population[-1])", "trace.add(genome, score(genome))")],
+    "insert_after_only": (  # a layer added after an existing one only, as the course's mutation does: never first
+        "neighbours", [("for i in range(len(widths) + 1):", "for i in range(1, len(widths) + 1):")],
+        ["test_neighbours"], "missing ['32-16:relu']"),
+    "repeats_kept": (  # every edit listed, the two ways to the same genome included: the search evaluates one twice
+        "neighbours", [("found = {}", "found = []")] + [(f"found.setdefault({key})", f"found.append({key})")
+                                                        for key in NEIGHBOUR_KEYS],
+        ["test_neighbours", "test_search_budget", "test_beats_random"],
+        "not neighbours or repeated ['16-16:relu', '16-16:relu'"),
+    "depths_as_a_range": (  # a layer added while the depth stays under the largest: wrong where depths have a gap
+        "neighbours", [("if len(widths) + 1 in space.depths:", "if len(widths) < max(space.depths):")],
+        ["test_neighbours"], "test_neighbours: "),
+    "in_list_order": (  # the neighbours evaluated in the order they were listed
+        "improve", [("    rng.shuffle(order)\n", "")], ["test_improve_order"], "shuffle the neighbours"),
+    "ties_move": (  # a neighbour as good as the current genome taken
+        "improve", [("if value > genome_score:", "if value >= genome_score:")], ["test_improve_rules"],
+        "strictly higher (>)"),
+    "sampled_with_replacement": (  # a random neighbour drawn each time: some twice, some never
+        "improve", [("for neighbour in order[:budget]:",
+                     "for neighbour in [rng.choice(order) for _ in order][:budget]:")],
+        ["test_improve_rules", "test_search_budget", "test_beats_random"], "a second time as a neighbour"),
+    "best_improvement": (  # the whole neighbourhood evaluated, then the best taken
+        "improve", [("evaluated = []", "evaluated, best = [], None"),
+                    ("return evaluated, (neighbour, value)", "genome_score, best = value, (neighbour, value)"),
+                    ("return evaluated, None", "return evaluated, best")],
+        ["test_improve_rules", "test_search_budget", "test_beats_random"], "First improvement"),
+    "no_restart": (  # the search ends at its first local optimum
+        "local_search", [("            if better is None:\n                break", "            if better is None:\n"
+                          "                return trace")], ["test_search_budget"], "evaluations for a budget of"),
+    "evaluated_twice": (  # the start scored once for the current genome and again for the trace
+        "local_search", [("trace.add(genome, value)", "trace.add(genome, score(genome))")],
         ["test_search_budget", "test_beats_random"], "score was called"),
-    "alias_space_mutate": (  # the course's own mutation by a computed name: the search that uses it loses too
-        "mutate", [("widths, activation = list(genome.widths), genome.activation\n",
-        'return getattr(space, "mut" + "ate")(genome, rng)\n')],
-        ["test_mutate", "test_search_budget", "test_beats_random"], "Space.mutate, which this lab asks"),
+    "alias_space_mutate": (  # the course's own mutation by a computed name: every part that uses it loses too
+        "neighbours", [("widths, activation = list(genome.widths), genome.activation\n",
+                        'draw = getattr(space, "mut" + "ate")\n    '
+                        "return list(dict.fromkeys(draw(genome, random.Random(i)) for i in range(500)))\n")],
+        ["test_neighbours", "test_improve_rules", "test_improve_order", "test_search_budget", "test_beats_random"],
+        "Space.mutate, which this lab asks"),
 }
 
 

@@ -16,38 +16,47 @@
 # ---
 
 # %% [markdown]
-# # Lab 04 · Neural architecture search by regularized evolution
+# # Lab 04 · Neural architecture search by local search
 #
-# You will write the two moves of regularized (aging) evolution, the searcher of Real et al. (2019): a
-# mutation that edits one choice of an architecture, and the step that picks a parent by tournament, adds
-# its mutated child and removes the **oldest** member. Then you run your search against random search
-# over many seeds. Your code is graded on invariants (a valid child one edit away, a population of
-# constant size, the oldest removed) and on beating random search's median when every evaluation is noisy,
-# as one training run of a network is.
+# Local search (局部搜索) is the simplest searcher there is, and on many NAS benchmarks one of the strongest
+# (White, Nolen & Savani 2021, "Exploring the loss landscape in neural architecture search"): start from a
+# random architecture, evaluate its neighbours, the architectures one edit away, in a random order, and move to
+# the first one that scores higher; when none does, the search stands on a local optimum and restarts from a
+# fresh random architecture. You will write the neighbourhood, the first-improvement move and the search, then
+# run it against random search over many seeds. Your code is graded on exact neighbourhoods, on the rules of
+# the move (each neighbour at most once, the first better one taken, a local optimum declared only when every
+# neighbour has been tried) and on beating random search's median when every evaluation is noisy, as one
+# training run of a network is.
 #
 # | part | you write | points |
 # |---|---|---|
-# | 1 | `mutate`: one edit of a genome | 3 |
-# | 2 | `evolution_step`: tournament, child, aging | 2 + 1 |
-# | 3 | `evolution_search`: the whole search; against random search | 1 + 3 |
+# | 1 | `neighbours`: every architecture one edit away | 3 |
+# | 2 | `improve`: one first-improvement move | 2 + 1 |
+# | 3 | `local_search`: the search with restarts; against random search | 1 + 3 |
 # | 4 | a short written answer | 2 (graded by your teacher) |
 #
 # **How to work.** Write your code where it says `YOUR CODE HERE` (delete the `raise NotImplementedError()`).
 # The test cell under your code checks it and says what is wrong. The grader runs those tests and hidden
 # ones. Do not edit or delete the test cells (the grader puts the originals back), do not rename the
-# functions, and do not call `Space.mutate` or `karpa_lab.nas.searchers.regularized_evolution`. Use only
-# the `rng` you are given for randomness, so that a search is a function of its seed. Before you hand it in:
-# *Kernel → Restart Kernel and Run All Cells*. It runs in a few seconds.
+# functions, and do not call `Space.mutate`, `karpa_lab.nas.searchers.regularized_evolution` or
+# `random_search` in your code. Use only the `rng` you are given for randomness, so that a search is a
+# function of its seed. Before you hand it in: *Kernel → Restart Kernel and Run All Cells*. It runs in a few
+# seconds.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import math
 import random
 import warnings
-from collections import deque
 
 import numpy as np
 
-from karpa_lab.grading import check_aging_step, check_mutation, check_no_calls, tournament_share
+from karpa_lab.grading import (
+    check_first_improvement,
+    check_local_search,
+    check_neighbourhood,
+    check_no_calls,
+    first_evaluated,
+)
 from karpa_lab.nas.searchers import SearchTrace, random_search
 from karpa_lab.nas.space import Genome, Space, count_params
 
@@ -59,123 +68,161 @@ warnings.simplefilter("ignore")  # under nbgrader a warning on stderr would cost
 
 
 # %% [markdown]
-# ## Part 1 · Mutation
+# ## Part 1 · The neighbourhood
 #
 # A genome here is an MLP: its hidden widths, e.g. `Genome.mlp(64, 32, activation="tanh")` is
-# 64 inputs → 64 → 32 → 10 classes with tanh (its `.key` reads `"64-32:tanh"`). Evolution explores by
-# small steps: a mutation (变异) makes **exactly one** edit, chosen at random among those the space allows:
+# 64 inputs → 64 → 32 → 10 classes with tanh (its `.key` reads `"64-32:tanh"`). The neighbourhood (邻域)
+# $N(g)$ of a genome $g$ with widths $(w_1, \dots, w_L)$ and activation $a$ is every genome of the space that
+# **exactly one edit** turns $g$ into:
 #
-# - change the width of one layer to another width of `space.widths`;
-# - change the activation to another one of `space.activations`;
-# - add a layer (any width of the space, anywhere), if the depth stays in `space.depths`;
-# - remove one layer, if the depth stays in `space.depths`.
+# - change the width of one layer $i$ to another width of `space.widths`: $L \cdot (|W| - 1)$ genomes;
+# - change the activation to another one of `space.activations`: $|A| - 1$ genomes;
+# - add one layer of any width $w \in$ `space.widths` at any position $0, \dots, L$ (before the first
+#   layer, between two, or after the last), if $L + 1$ is in `space.depths`;
+# - remove any one layer, if $L - 1$ is in `space.depths`.
 #
-# **Task 1.** Write `mutate(genome, space, rng)` returning the child, a new `Genome.mlp(...)`; `rng` is a
-# `random.Random` (use `rng.choice`, `rng.randrange`, ...).
+# Adding or removing a layer can give the same genome in two ways: removing either layer of `16-16` gives
+# `16`, and adding a 16 before or after the 16 of `16` gives `16-16`. A neighbourhood is a set: list each
+# genome **once**. For `16-32:relu` in the space above that makes 14 width changes, 2 activation changes,
+# 22 distinct ways to add a layer (3 positions x 8 widths, less the 2 repeats) and 2 removals: 40 neighbours.
+#
+# **Task 1.** Write `neighbours(genome, space)` returning the list of the neighbours (`Genome.mlp(...)`),
+# each once, in any order.
 
-# %% nbgrader={"grade": false, "grade_id": "mutate", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def mutate(genome, space, rng):
-    """A child of genome with exactly one edit: a width, the activation, one layer added or removed."""
+# %% nbgrader={"grade": false, "grade_id": "neighbours", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def neighbours(genome, space):
+    """Every genome of space one edit from genome (a width, the activation, a layer added or removed), once each."""
     ### BEGIN SOLUTION
     widths, activation = list(genome.widths), genome.activation
-    edits = ["width", "activation"]
-    if genome.depth + 1 in space.depths:
-        edits.append("add")
-    if genome.depth - 1 in space.depths:
-        edits.append("remove")
-    edit = rng.choice(edits)
-    if edit == "width":
-        i = rng.randrange(len(widths))
-        widths[i] = rng.choice([w for w in space.widths if w != widths[i]])
-    elif edit == "activation":
-        activation = rng.choice([a for a in space.activations if a != activation])
-    elif edit == "add":
-        widths.insert(rng.randrange(len(widths) + 1), rng.choice(space.widths))
-    else:
-        del widths[rng.randrange(len(widths))]
-    return Genome.mlp(*widths, activation=activation)
+    found = {}
+    for i, old in enumerate(widths):
+        for w in space.widths:
+            if w != old:
+                found.setdefault((*widths[:i], w, *widths[i + 1:], activation))
+    for a in space.activations:
+        if a != activation:
+            found.setdefault((*widths, a))
+    if len(widths) + 1 in space.depths:
+        for i in range(len(widths) + 1):
+            for w in space.widths:
+                found.setdefault((*widths[:i], w, *widths[i:], activation))
+    if len(widths) - 1 in space.depths:
+        for i in range(len(widths)):
+            found.setdefault((*widths[:i], *widths[i + 1:], activation))
+    return [Genome.mlp(*key[:-1], activation=key[-1]) for key in found]
     ### END SOLUTION
 
 
 # %%
-rng = random.Random(1)
-parent = Genome.mlp(64, 32, activation="tanh")
-for _ in range(5):
-    child = mutate(parent, SPACE, rng)
-    print(f"{parent.key:>16} -> {child.key}")
-    parent = child
+for g in (Genome.mlp(16, 32), Genome.mlp(16, 16, activation="tanh"), Genome.mlp(8, 8, 8, 8)):
+    print(f"{g.key:>12}: {len(neighbours(g, SPACE))} neighbours, e.g. {[n.key for n in neighbours(g, SPACE)[-3:]]}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_mutate", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-# 200 mutations of random parents: every child valid, inside the space, one edit away; every kind of edit seen.
-check_no_calls(mutate, ("mutate", "mutations", "_repair", "karpa_lab"), "write the edit yourself")
-check_mutation(mutate, SPACE)
+# %% nbgrader={"grade": true, "grade_id": "test_neighbours", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Worked examples in a small space, then 100 random genomes: distinct genomes of the space, one edit away.
+small = Space(depths=(1, 2), widths=(16, 32), kernels=(0,), activations=("relu", "tanh"), skips=False)
+check_no_calls(neighbours, ("mutate", "mutations", "_repair", "karpa_lab"), "write the edits yourself")
+for genome, expected in ((Genome.mlp(16), {"32:relu", "16:tanh", "16-16:relu", "32-16:relu", "16-32:relu"}),
+                         (Genome.mlp(16, 32), {"32-32:relu", "16-16:relu", "16-32:tanh", "32:relu", "16:relu"})):
+    got = [g.key for g in neighbours(genome, small)]
+    assert sorted(got) == sorted(expected), (
+        f"neighbours({genome.key}) in a space of depths 1-2, widths 16 and 32, relu and tanh should be "
+        f"{sorted(expected)}; missing {sorted(expected - set(got))}, not neighbours or repeated "
+        f"{sorted(k for k in got if k not in expected or got.count(k) > 1)}")
+check_neighbourhood(neighbours, SPACE)
 ### BEGIN HIDDEN TESTS
-check_mutation(mutate, SPACE, trials=400, seed=11)
-narrow = Space(depths=(2, 3), widths=(16, 32), kernels=(0,), activations=("relu", "tanh"), skips=False)
-check_mutation(mutate, narrow, trials=200, seed=12)
-rng = random.Random(13)
-deep, shallow = Genome.mlp(8, 8, 8, 8), Genome.mlp(128)
-assert all(mutate(deep, SPACE, rng).depth <= 4 for _ in range(100)), "no fifth layer"
-assert all(mutate(shallow, SPACE, rng).depth >= 1 for _ in range(100)), "never an empty network"
-assert {mutate(deep, SPACE, rng).depth for _ in range(200)} == {3, 4}, "from depth 4: remove a layer or not"
+def one_edit(a, b):
+    """Whether b is a with exactly one width changed, the activation changed, or one layer inserted/deleted."""
+    if a.depth == b.depth:
+        return sum(x != y for x, y in zip(a.widths, b.widths)) + (a.activation != b.activation) == 1
+    if a.activation != b.activation or abs(a.depth - b.depth) != 1:
+        return False
+    short, long_ = (a.widths, b.widths) if a.depth < b.depth else (b.widths, a.widths)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def reference_neighbours(genome, space):
+    return {g.key for g in space.all_genomes() if abs(g.depth - genome.depth) <= 1 and one_edit(genome, g)}
+
+
+gapped = Space(depths=(1, 3, 4), widths=(8, 16, 24), kernels=(0,), activations=("relu", "tanh", "gelu"), skips=False)
+for space, n, seed in ((SPACE, 60, 21), (small, 20, 22), (gapped, 40, 23)):
+    rng = random.Random(seed)
+    for genome in [space.sample(rng) for _ in range(n)] + [Genome.mlp(*space.widths[:1] * max(space.depths))]:
+        got = [g.key for g in neighbours(genome, space)]
+        want = reference_neighbours(genome, space)
+        assert len(got) == len(set(got)) and set(got) == want, (genome.key, sorted(set(got) ^ want)[:6])
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Part 2 · One step of aging evolution
+# ## Part 2 · One move: first improvement
 #
-# The population (种群) is a queue of `(genome, score)` pairs, **oldest first** (a `collections.deque`).
-# One step:
+# The search holds a current genome $g$ and the score $s$ it got when it was evaluated, once. One move
+# evaluates the neighbours of $g$ **in a random order** (shuffle a copy of `neighbours(genome, space)` with
+# `rng.shuffle`), each at most once and at most `budget` of them, and stops at the **first** neighbour $n$
+# with $\text{score}(n) > s$, strictly higher. It returns `(evaluated, better)`: `evaluated` lists every
+# `(neighbour, its score)` in the order they were evaluated, and `better` is `(n, score(n))` (the last pair
+# of `evaluated`), or `None` if no neighbour scored higher: then $g$ is a local optimum (局部最优), unless the
+# budget ran out first. White et al. call this *first improvement*; the alternative, evaluating the whole
+# neighbourhood and taking the best, spends a full neighbourhood on every step.
 #
-# 1. **Tournament.** Draw `sample_size` members at random, with replacement (`rng.randrange`); the parent
-#    is the one with the highest score among them.
-# 2. **Child.** `child = mutate_fn(parent, space, rng)`, evaluated once: `score(child)`.
-# 3. **Aging.** Append `(child, its score)` at the end and remove the **oldest** member (the first), not
-#    the worst: a genome survives only through its children, never through one lucky evaluation.
-#
-# **Task 2.** Write `evolution_step(population, space, score, rng, sample_size, mutate_fn)`, changing
-# `population` in place and returning `(child, child_score)`.
+# **Task 2.** Write `improve(genome, genome_score, space, score, rng, budget)`.
 
-# %% nbgrader={"grade": false, "grade_id": "evolution_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def evolution_step(population, space, score, rng, sample_size, mutate_fn):
-    """Tournament of sample_size, mutate the winner, append the child, remove the oldest -> (child, score)."""
+# %% nbgrader={"grade": false, "grade_id": "improve", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def improve(genome, genome_score, space, score, rng, budget):
+    """First improvement over at most budget neighbours, in a random order -> (evaluated pairs, better pair or None)."""
     ### BEGIN SOLUTION
-    sample = [population[rng.randrange(len(population))] for _ in range(sample_size)]
-    parent = max(sample, key=lambda member: member[1])[0]
-    child = mutate_fn(parent, space, rng)
-    child_score = score(child)
-    population.append((child, child_score))
-    population.popleft()
-    return child, child_score
+    order = neighbours(genome, space)
+    rng.shuffle(order)
+    evaluated = []
+    for neighbour in order[:budget]:
+        value = score(neighbour)
+        evaluated.append((neighbour, value))
+        if value > genome_score:
+            return evaluated, (neighbour, value)
+    return evaluated, None
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_step_invariants", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# The population keeps its size, the oldest leaves, the child joins at the end with its score.
-check_aging_step(evolution_step, SPACE)
+# %% nbgrader={"grade": true, "grade_id": "test_improve_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Every neighbour at most once, all returned in order; the first strictly better one taken; the budget kept.
+check_first_improvement(improve, SPACE, neighbours)
 ### BEGIN HIDDEN TESTS
-check_aging_step(evolution_step, SPACE, population_size=1, sample_size=1, seed=3)
-check_aging_step(evolution_step, SPACE, population_size=20, sample_size=20, seed=4)
+gapped = Space(depths=(1, 3, 4), widths=(8, 16, 24), kernels=(0,), activations=("relu", "tanh", "gelu"), skips=False)
+check_first_improvement(improve, small, neighbours, trials=10, seed=31)
+check_first_improvement(improve, gapped, neighbours, trials=20, seed=32)
 ### END HIDDEN TESTS
 
-# %% nbgrader={"grade": true, "grade_id": "test_tournament", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-# The parent wins a tournament: with 5 draws from 10 members it is in the better half about 97 % of the time.
-best, top = tournament_share(evolution_step, SPACE, population_size=10, sample_size=5)
-print(f"parent is the best member {best:.0%} of the time, in the better half {top:.0%} (expected 41 % and 97 %)")
-assert top >= 0.9, "the parent should be the best of the sampled members (max by score)"
+# %% nbgrader={"grade": true, "grade_id": "test_improve_order", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# The order is random: over 300 moves from 16-32:relu, each of its 40 neighbours comes first about 7.5 times.
+pairs = first_evaluated(improve, SPACE, Genome.mlp(16, 32))
+firsts = [evaluated[0].key for evaluated in pairs]
+top = max(firsts.count(k) for k in firsts)
+print(f"{len(set(firsts))} different neighbours evaluated first in 300 moves, the most frequent {top} times "
+      "(expected: about 40, at most about 16)")
+assert len(set(firsts)) >= 30 and top <= 25, "shuffle the neighbours (rng.shuffle) before evaluating them"
 ### BEGIN HIDDEN TESTS
-best, top = tournament_share(evolution_step, SPACE, population_size=10, sample_size=1, seed=5)
-assert best <= 0.25 and 0.3 <= top <= 0.7, "with one draw the parent is a uniform pick, not the best member"
-best, top = tournament_share(evolution_step, SPACE, population_size=8, sample_size=40, seed=6)
-assert best >= 0.95, "with many draws the parent is almost always the best member"
+listed = [g.key for g in neighbours(Genome.mlp(16, 32), SPACE)]
+after = sum(listed.index(second.key) == (listed.index(first.key) + 1) % len(listed) for first, second in pairs)
+assert after <= 30, "the whole order is random, not only where it starts"
+again = first_evaluated(improve, SPACE, Genome.mlp(16, 32))
+assert again == pairs, "the order is a function of the rng"
+deep = [evaluated[0].key for evaluated in first_evaluated(improve, SPACE, Genome.mlp(8, 8, 8, 8), seed=33)]
+assert len(set(deep)) >= 15 and max(deep.count(k) for k in deep) <= 40
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Part 3 · The search, against random search
 #
-# The search starts from `population_size` random genomes (`space.sample(rng)`, each evaluated), then
-# makes steps until it has spent `budget` evaluations in all, the initial ones included. Record every
-# evaluation in a `SearchTrace` (`trace.add(genome, score)`), exactly as `score` returned it, and call
-# `score` once per evaluation: `trace.best()` is then the search's answer.
+# Local search with restarts, for `budget` evaluations in all:
+#
+# 1. draw a genome with `space.sample(rng)`, evaluate it once and record it: it is the current genome;
+# 2. `improve` it with the budget that is left, and add what it evaluated to the trace; while a move returns a
+#    better neighbour, that neighbour (and the score it got) becomes the current genome: it is **never evaluated
+#    again**;
+# 3. when a move returns `None` before the budget is spent, the current genome is a local optimum: restart at 1.
+#
+# Record every evaluation in one `SearchTrace` (`trace.add(genome, score)`), exactly as `score` returned it,
+# and call `score` once per evaluation: `trace.best()` is then the search's answer.
 #
 # Training a network per evaluation would take minutes, so the search is graded on a stand-in objective
 # whose landscape is known (the toy target of lesson 10): about 5,000 parameters, three hidden layers,
@@ -184,21 +231,24 @@ assert best >= 0.95, "with many draws the parent is almost always the best membe
 # genome scores differently each time. The answer, the genome with the best *noisy* score, is then judged
 # by its true toy score: a search is only as good as the architecture it hands back.
 #
-# **Task 3.** Write `evolution_search(space, score, budget, rng, population_size=10, sample_size=3)`
-# returning the `SearchTrace`, with your `evolution_step` and `mutate`.
+# **Task 3.** Write `local_search(space, score, budget, rng)` returning the `SearchTrace`, with your `improve`.
 
-# %% nbgrader={"grade": false, "grade_id": "evolution_search", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def evolution_search(space, score, budget, rng, population_size=10, sample_size=3):
-    """Regularized evolution for budget evaluations in all -> SearchTrace of every evaluation, in order."""
+# %% nbgrader={"grade": false, "grade_id": "local_search", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def local_search(space, score, budget, rng):
+    """Local search, first improvement, random restarts; budget evaluations in all -> SearchTrace of them, in order."""
     ### BEGIN SOLUTION
-    trace = SearchTrace("evolution")
-    population = deque()
-    while len(population) < population_size and len(trace) < budget:
-        genome = space.sample(rng)
-        population.append((genome, score(genome)))
-        trace.add(*population[-1])
+    trace = SearchTrace("local search")
     while len(trace) < budget:
-        trace.add(*evolution_step(population, space, score, rng, sample_size, mutate))
+        genome = space.sample(rng)
+        value = score(genome)
+        trace.add(genome, value)
+        while len(trace) < budget:
+            evaluated, better = improve(genome, value, space, score, rng, budget - len(trace))
+            for pair in evaluated:
+                trace.add(*pair)
+            if better is None:
+                break
+            genome, value = better
     return trace
     ### END SOLUTION
 
@@ -222,74 +272,88 @@ def noisy(objective, seed, sigma=0.05):
     return evaluate
 
 
-def answer_quality(search, objective, budget, seed):
-    """The true objective of the genome a search returns as its best, every evaluation it made being noisy."""
+def answer_quality(search, objective, budget, seed, rules=False):
+    """The true objective of the genome a search returns as its best, every evaluation it made being noisy;
+    with ``rules`` its trace is replayed under the rules of local search first."""
     evaluate = noisy(objective, seed)
     trace = search(SPACE, evaluate, budget, random.Random(seed))
     made = [(g.key, s) for g, s in zip(trace.genomes, trace.scores)]
     assert made == evaluate.log, "the trace must hold every evaluation, once, in order, with the score it got"
+    if rules:
+        check_local_search(trace, SPACE, neighbours)
     return objective(trace.best()[0])
 
 
 def medians(budget, seeds, objective=toy_score):
     """Median true quality of the answers of your search and of random search, over the same seeds and noise."""
-    ours = [answer_quality(evolution_search, objective, budget, s) for s in seeds]
+    ours = [answer_quality(local_search, objective, budget, s, rules=True) for s in seeds]
     theirs = [answer_quality(random_search, objective, budget, s) for s in seeds]
     return float(np.median(ours)), float(np.median(theirs))
 
 
-trace = evolution_search(SPACE, noisy(toy_score, 0), 100, random.Random(0))
-print("best found:", trace.best()[0].key, "noisy score", round(trace.best()[1], 4), "true score",
-      round(toy_score(trace.best()[0]), 4))
+trace = local_search(SPACE, noisy(toy_score, 0), 100, random.Random(0))
+moves, restarts = check_local_search(trace, SPACE, neighbours)
+print(f"{moves} moves and {restarts} restarts in 100 evaluations; best found: {trace.best()[0].key}, noisy score "
+      f"{trace.best()[1]:.4f}, true score {toy_score(trace.best()[0]):.4f}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_search_budget", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-# Exactly `budget` evaluations, each one call of `score`, every one a valid genome of the space.
-check_no_calls(evolution_search, ("regularized_evolution", "karpa_lab"), "use your evolution_step")
-for budget in (5, 37):
+# Exactly `budget` evaluations, each one call of `score`, every one a valid genome; the rules of local search kept.
+check_no_calls(local_search, ("regularized_evolution", "random_search", "karpa_lab"), "use your improve")
+for budget in (5, 37, 100):
     evaluate = noisy(toy_score, 2)
-    trace = evolution_search(SPACE, evaluate, budget, random.Random(2), population_size=10)
+    trace = local_search(SPACE, evaluate, budget, random.Random(2))
     assert isinstance(trace, SearchTrace) and len(trace) == budget, f"{len(trace)} evaluations for a budget of {budget}"
     assert len(evaluate.log) == budget, f"score was called {len(evaluate.log)} times for a budget of {budget}"
     assert all(SPACE.contains(g) for g in trace.genomes), "every genome inside the space"
-print("✓ the budget is respected")
+    check_local_search(trace, SPACE, neighbours)
+trace = local_search(small, noisy(toy_score, 2), 60, random.Random(2))
+moves, restarts = check_local_search(trace, small, neighbours)
+assert len(trace) == 60 and restarts >= 2, f"{restarts} restarts in a space of 20 genomes: restart at a local optimum"
+print("✓ the budget is respected and the moves follow the rules")
 ### BEGIN HIDDEN TESTS
-evaluate = noisy(toy_score, 3)
-trace = evolution_search(SPACE, evaluate, 30, random.Random(3), population_size=30, sample_size=30)
-assert len(trace) == 30 and len(evaluate.log) == 30
-a = evolution_search(SPACE, noisy(toy_score, 4), 40, random.Random(4))
-b = evolution_search(SPACE, noisy(toy_score, 4), 40, random.Random(4))
+gapped = Space(depths=(1, 3, 4), widths=(8, 16, 24), kernels=(0,), activations=("relu", "tanh", "gelu"), skips=False)
+for space, seed in ((gapped, 3), (small, 4)):
+    evaluate = noisy(toy_score, seed)
+    trace = local_search(space, evaluate, 80, random.Random(seed))
+    assert len(trace) == 80 and len(evaluate.log) == 80
+    check_local_search(trace, space, neighbours)
+a = local_search(SPACE, noisy(toy_score, 4), 60, random.Random(4))
+b = local_search(SPACE, noisy(toy_score, 4), 60, random.Random(4))
 assert [g.key for g in a.genomes] == [g.key for g in b.genomes], "a search is a function of its rng"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_beats_random", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-# Over the same 50 seeds, 100 noisy evaluations each, the median true quality of your search's answer beats
-# random search's.
-ours, theirs = medians(100, range(50))
-print(f"median true toy score of the answer over 50 seeds, noisy evaluations: evolution {ours:.4f}, "
+# Over the same 100 seeds, 100 noisy evaluations each, every search kept to the rules, the median true quality of
+# your search's answer beats random search's.
+ours, theirs = medians(100, range(100))
+print(f"median true toy score of the answer over 100 seeds, noisy evaluations: local search {ours:.4f}, "
       f"random search {theirs:.4f}")
 assert ours > theirs, f"your search should beat random search's median here ({ours:.4f} against {theirs:.4f})"
 ### BEGIN HIDDEN TESTS
 def other_target(genome):
-    return -abs(math.log(count_params(genome) / 20000)) - 0.05 * abs(genome.depth - 2) + 0.1 * (genome.activation == "relu")
+    return -abs(math.log(count_params(genome) / 10000)) - 0.05 * abs(genome.depth - 4) + 0.1 * (genome.activation == "relu")
 
 
-ours, theirs = medians(100, range(1000, 1050), other_target)
-assert ours > theirs, "another objective, seeds 1000..1049"
+ours, theirs = medians(100, range(1000, 1100), other_target)
+assert ours > theirs, "another objective, seeds 1000..1099"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Part 4 · Why the oldest (written answer, 2 points)
+# ## Part 4 · A lucky evaluation (written answer, 2 points)
 #
-# Aging evolution removes the oldest member of the population, not the worst. When each evaluation is one
-# noisy training run (the validation accuracy of an architecture varies by about a point from seed to seed),
-# what goes wrong if the worst is removed instead, and how does aging prevent it? Two to five sentences.
+# Your local search evaluates each genome once and keeps the score it got: the current genome is never
+# re-measured. When each evaluation is one noisy training run (the validation accuracy of an architecture
+# varies by about a point from seed to seed), what does one lucky evaluation of the current genome do to the
+# search, and what does it cost in evaluations? Name one change that would protect the search against it.
+# Two to five sentences.
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_aging", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# **Model answer** (the released notebook shows "YOUR ANSWER HERE" instead). If the worst is removed, an
-# architecture that got one lucky evaluation stays in the population forever: its score is never
-# re-measured, it keeps winning tournaments, and the search keeps mutating an overestimated parent (and
-# the population fills with its relatives). With aging every member dies after `population_size` steps,
-# so a genome stays represented only if its children, fresh evaluations of nearby architectures, keep
-# scoring well: good architectures are re-sampled through their offspring and lucky noise is forgotten.
-# It works as a regularizer towards architectures that are robustly good. Two points: the lucky-evaluation
-# problem (1), survival through children and forgetting the noise (1).
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_noise", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# **Model answer** (the released notebook shows "YOUR ANSWER HERE" instead). A genome that got a lucky
+# evaluation keeps its inflated score as the bar to beat: neighbours that are truly as good or slightly
+# better must also be lucky to pass it, so the search stalls there, and it declares a false local optimum only
+# after spending its whole neighbourhood (here 25 to 55 evaluations, a third to a half of the budget) on it;
+# a lucky but truly worse neighbour can also be accepted and then block the walk in the same way. The
+# answer the search hands back is then often that over-estimated genome. Protections: re-measure the
+# current genome (average a few evaluations) before comparing, or ask a neighbour to beat it by a margin of
+# about the noise; aging evolution does something similar by letting every member die, so no single lucky
+# score lasts. Two points: the stalled search with its wasted neighbourhood (1), a sound remedy (1).
