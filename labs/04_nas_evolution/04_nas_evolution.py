@@ -351,7 +351,7 @@ assert ours > theirs, "another objective, seeds 1000..1099"
 # **Model answer** (the released notebook shows "YOUR ANSWER HERE" instead). A genome that got a lucky
 # evaluation keeps its inflated score as the bar to beat: neighbours that are truly as good or slightly
 # better must also be lucky to pass it, so the search stalls there, and it declares a false local optimum only
-# after spending its whole neighbourhood (here 25 to 55 evaluations, a third to a half of the budget) on it;
+# after spending its whole neighbourhood on it (the sizes printed in Part 1, a large share of the budget);
 # a lucky but truly worse neighbour can also be accepted and then block the walk in the same way. The
 # answer the search hands back is then often that over-estimated genome. Protections: re-measure the
 # current genome (average a few evaluations) before comparing, or ask a neighbour to beat it by a margin of
