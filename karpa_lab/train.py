@@ -25,7 +25,6 @@ for the default ``loss_fn(model(x), y)``, or anything your ``step_fn(model, batc
 
 from __future__ import annotations
 
-import itertools
 import math
 import signal
 import threading
@@ -227,7 +226,7 @@ def evaluate(
             if max_batches is not None and i >= max_batches:
                 break
             batch = to_device(batch, device)
-            values, n = _run_step(model, batch, loss_fn, step_fn, metrics)
+            values, n = _run_step(model, batch, loss_fn, step_fn, metrics), _batch_size(batch, step_fn)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
             count += n
@@ -259,16 +258,14 @@ def grad_norms(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch._foreach_norm(grads)) if grads else []
 
 
-def _run_step(model, batch, loss_fn, step_fn, metrics) -> tuple[dict[str, torch.Tensor], int]:
+def _run_step(model, batch, loss_fn, step_fn, metrics) -> dict[str, torch.Tensor]:
     """Loss and metrics for one batch: ``step_fn(model, batch)`` or ``loss_fn(model(x), y)``."""
     if step_fn is not None:
         out = step_fn(model, batch)
         values = dict(out) if isinstance(out, dict) else {"loss": out}
         if "loss" not in values:
             raise ValueError(f"step_fn returned a dict without a 'loss' entry (keys: {sorted(values)})")
-        first = batch[0] if isinstance(batch, (list, tuple)) else batch
-        n = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
-        return values, n
+        return values
     if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
         raise ValueError(
             "without a step_fn a batch must be (inputs, targets); this one is "
@@ -278,9 +275,20 @@ def _run_step(model, batch, loss_fn, step_fn, metrics) -> tuple[dict[str, torch.
     x, y = batch
     output = model(x)
     values = {"loss": (loss_fn or default_loss)(output, y)}
-    for name, fn in (metrics or {}).items():
-        values[name] = fn(output, y)
-    return values, y.shape[0] if y.dim() > 0 else 1
+    if metrics:
+        for name, fn in metrics.items():
+            values[name] = fn(output, y)
+    return values
+
+
+def _batch_size(batch: Any, step_fn) -> int:
+    """How many examples a batch holds (the weight of its values in :func:`evaluate`'s average): the
+    targets' first axis for an ``(x, y)`` batch, else the first axis of the batch (or of its first part)."""
+    if step_fn is None and isinstance(batch, (list, tuple)) and len(batch) == 2:
+        first = batch[1]
+    else:
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
 
 
 # ------------------------------------------------------------------------------------- interrupts
@@ -484,7 +492,7 @@ class _Run:
         if self.schedule is not None:
             _set_lr(self.optimizer, self.schedule(step))
         with self.autocast():
-            values, _ = _run_step(net, batch, self.loss_fn, self.step_fn, self.metrics if self.step_fn else None)
+            values = _run_step(net, batch, self.loss_fn, self.step_fn, self.metrics if self.step_fn else None)
         loss = values.pop("loss")
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -524,7 +532,8 @@ class _Run:
 
     # ------------------------------------------------------------------------- values and NaN
     def record(self, step: int, loss, norms, values, lr: float) -> None:
-        values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        if values:
+            values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
         self.pending.append((step, loss, norms, values, lr, time.perf_counter() - self.t0))
         if len(self.pending) >= self.sync_every or step + 1 == self.steps:
             self.flush(step)  # before the optimizer step: a NaN step is never applied
@@ -535,11 +544,11 @@ class _Run:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        losses = _to_floats([p[1] for p in pending], self.read_at_once)
-        all_norms = iter(_to_floats([n for p in pending for n in p[2]], self.read_at_once))
-        h = self.history
-        for (step, _, norms, extra, lr, t), loss in zip(pending, losses):
-            norm = math.hypot(*itertools.islice(all_norms, len(norms)))
+        read = _to_floats([v for p in pending for v in (p[1], *p[2])], self.read_at_once)  # loss, norms, loss, ...
+        h, at = self.history, 0
+        for step, _, norms, extra, lr, t in pending:
+            loss, norm = read[at], math.hypot(*read[at + 1:at + 1 + len(norms)])
+            at += 1 + len(norms)
             if not math.isfinite(loss) or (self.scaler is None and not math.isfinite(norm)):
                 self._fail(step, loss, norm)
             h.steps.append(step)
