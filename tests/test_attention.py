@@ -179,6 +179,13 @@ def test_multihead_self_attention_causal_and_round_trip():
         assert n1 == n2 and torch.equal(p1, p2)
 
 
+def test_from_packed_refuses_weights_of_the_wrong_layout():
+    w_in, b_in, w_out, b_out = torch.randn(24, 8), torch.randn(24), torch.randn(8, 8), torch.randn(8)
+    MultiHeadAttention.from_packed(2, w_in, b_in, w_out, b_out)
+    with pytest.raises(ValueError, match=r"in_proj_weight must be \(3D, D\).*\(8, 8\) and \(8, 8\)"):
+        MultiHeadAttention.from_packed(2, w_out, b_in, w_out, b_out)  # W_q alone, not W_q, W_k, W_v stacked
+
+
 def test_fully_masked_query_in_multihead_is_zero_where_torch_gives_nan():
     torch.manual_seed(1)
     ref = nn.MultiheadAttention(8, 2, batch_first=True, dtype=torch.float64)

@@ -220,13 +220,7 @@ def alibi_layer(reversed_slopes=False, **knobs):
 
 
 def via_module(x, n_heads, w_in, b_in, w_out, b_out, mask=None):
-    mha = ref_attention.MultiHeadAttention(x.shape[-1], n_heads).double()
-    with torch.no_grad():
-        for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
-            proj.weight.copy_(w)
-            proj.bias.copy_(b)
-        mha.out_proj.weight.copy_(w_out)
-        mha.out_proj.bias.copy_(b_out)
+    mha = ref_attention.MultiHeadAttention.from_packed(n_heads, w_in, b_in, w_out, b_out).double()
     return mha(x, mask=mask)[0]
 
 

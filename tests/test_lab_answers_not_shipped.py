@@ -112,13 +112,7 @@ def _course_attention() -> dict:
         return blocked
 
     def alibi_self_attention(x, n_heads, w_in, b_in, w_out, b_out, padding_mask=None):
-        mha = layer(x.shape[-1], n_heads).to(x.dtype)
-        with torch.no_grad():
-            for proj, w, b in zip((mha.q_proj, mha.k_proj, mha.v_proj), w_in.chunk(3), b_in.chunk(3)):
-                proj.weight.copy_(w)
-                proj.bias.copy_(b)
-            mha.out_proj.weight.copy_(w_out)
-            mha.out_proj.bias.copy_(b_out)
+        mha = layer.from_packed(n_heads, w_in, b_in, w_out, b_out).to(x.dtype)
         mask = causal(x.shape[1]) if padding_mask is None else causal(x.shape[1]) & padding_mask[:, None, None, :]
         return mha(x, mask=mask)[0]
 

@@ -201,21 +201,33 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(merge_heads(out)), weights
 
     @classmethod
+    def from_packed(cls, n_heads: int, in_proj_weight: torch.Tensor, in_proj_bias: torch.Tensor | None,
+                    out_proj_weight: torch.Tensor, out_proj_bias: torch.Tensor | None) -> MultiHeadAttention:
+        """A layer holding weights in ``nn.MultiheadAttention``'s packed layout: ``in_proj_weight`` (3D, D)
+        stacks W_q, W_k, W_v (and ``in_proj_bias`` (3D,) their biases); ``out_proj_*`` is W_o, b_o."""
+        d_model = out_proj_weight.shape[0]
+        if in_proj_weight.shape != (3 * d_model, d_model) or out_proj_weight.shape != (d_model, d_model):
+            raise ValueError(f"in_proj_weight must be (3D, D) and out_proj_weight (D, D); got "
+                             f"{tuple(in_proj_weight.shape)} and {tuple(out_proj_weight.shape)}")
+        w = in_proj_weight
+        mine = cls(d_model, n_heads, bias=in_proj_bias is not None).to(w.device, w.dtype)
+        with torch.no_grad():
+            for proj, w in zip((mine.q_proj, mine.k_proj, mine.v_proj), in_proj_weight.chunk(3)):
+                proj.weight.copy_(w)
+            mine.out_proj.weight.copy_(out_proj_weight)
+            if in_proj_bias is not None:
+                for proj, b in zip((mine.q_proj, mine.k_proj, mine.v_proj), in_proj_bias.chunk(3)):
+                    proj.bias.copy_(b)
+                mine.out_proj.bias.copy_(out_proj_bias)
+        return mine
+
+    @classmethod
     def from_torch(cls, ref: nn.MultiheadAttention) -> MultiHeadAttention:
         """A copy of ``ref``'s weights (it must have equal q/k/v sizes, i.e. no ``kdim``/``vdim``)."""
         if not ref._qkv_same_embed_dim or ref.bias_k is not None:
             raise ValueError("only nn.MultiheadAttention without kdim/vdim/add_bias_kv can be copied")
-        w = ref.in_proj_weight
-        mine = cls(ref.embed_dim, ref.num_heads, bias=ref.in_proj_bias is not None).to(w.device, w.dtype)
-        with torch.no_grad():
-            for proj, w in zip((mine.q_proj, mine.k_proj, mine.v_proj), ref.in_proj_weight.chunk(3)):
-                proj.weight.copy_(w)
-            mine.out_proj.weight.copy_(ref.out_proj.weight)
-            if ref.in_proj_bias is not None:
-                for proj, b in zip((mine.q_proj, mine.k_proj, mine.v_proj), ref.in_proj_bias.chunk(3)):
-                    proj.bias.copy_(b)
-                mine.out_proj.bias.copy_(ref.out_proj.bias)
-        return mine
+        return cls.from_packed(ref.num_heads, ref.in_proj_weight, ref.in_proj_bias, ref.out_proj.weight,
+                               ref.out_proj.bias)
 
     def to_torch(self) -> nn.MultiheadAttention:
         """An ``nn.MultiheadAttention(batch_first=True)`` with these weights."""
