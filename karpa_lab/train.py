@@ -275,9 +275,8 @@ def _run_step(model, batch, loss_fn, step_fn, metrics) -> dict[str, torch.Tensor
     x, y = batch
     output = model(x)
     values = {"loss": (loss_fn or default_loss)(output, y)}
-    if metrics:
-        for name, fn in metrics.items():
-            values[name] = fn(output, y)
+    for name, fn in (metrics or {}).items():
+        values[name] = fn(output, y)
     return values
 
 
@@ -532,8 +531,7 @@ class _Run:
 
     # ------------------------------------------------------------------------- values and NaN
     def record(self, step: int, loss, norms, values, lr: float) -> None:
-        if values:
-            values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        values = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
         self.pending.append((step, loss, norms, values, lr, time.perf_counter() - self.t0))
         if len(self.pending) >= self.sync_every or step + 1 == self.steps:
             self.flush(step)  # before the optimizer step: a NaN step is never applied
@@ -544,7 +542,8 @@ class _Run:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        read = _to_floats([v for p in pending for v in (p[1], *p[2])], self.read_at_once)  # loss, norms, loss, ...
+        # One read of loss, norms, loss, norms, ...: on a GPU one wait for the device, not one each for losses and norms
+        read = _to_floats([v for p in pending for v in (p[1], *p[2])], self.read_at_once)
         h, at = self.history, 0
         for step, _, norms, extra, lr, t in pending:
             loss, norm = read[at], math.hypot(*read[at + 1:at + 1 + len(norms)])

@@ -209,8 +209,7 @@ class MultiHeadAttention(nn.Module):
         if in_proj_weight.shape != (3 * d_model, d_model) or out_proj_weight.shape != (d_model, d_model):
             raise ValueError(f"in_proj_weight must be (3D, D) and out_proj_weight (D, D); got "
                              f"{tuple(in_proj_weight.shape)} and {tuple(out_proj_weight.shape)}")
-        w = in_proj_weight
-        mine = cls(d_model, n_heads, bias=in_proj_bias is not None).to(w.device, w.dtype)
+        mine = cls(d_model, n_heads, bias=in_proj_bias is not None).to(in_proj_weight.device, in_proj_weight.dtype)
         with torch.no_grad():
             for proj, w in zip((mine.q_proj, mine.k_proj, mine.v_proj), in_proj_weight.chunk(3)):
                 proj.weight.copy_(w)
