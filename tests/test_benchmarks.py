@@ -42,3 +42,9 @@ def test_verdict_needs_the_whole_interval_under_the_target(capsys, fit_time, ver
     times = {"hand-written loop": [1.0] * 10, "karpa_lab.fit": [fit_time] * 10}
     bench.report(times, 1.10)
     assert f"target fit <= 1.10x: {verdict}" in capsys.readouterr().out
+
+
+def test_a_median_under_the_target_is_not_enough_when_the_interval_crosses_it(capsys):
+    times = {"hand-written loop": [1.0] * 10, "karpa_lab.fit": [1.05] * 6 + [1.2] * 4}
+    bench.report(times, 1.10)
+    assert "target fit <= 1.10x: not shown" in capsys.readouterr().out

@@ -281,6 +281,34 @@ def test_grad_norms_give_pytorchs_total_norm():
     assert grad_norms([torch.zeros(3, requires_grad=True)]) == []  # no gradient yet
 
 
+def test_history_records_the_global_gradient_norm_of_each_step():
+    """Each step's recorded norm is clip_grad_norm_'s total norm of that step's gradients (several steps
+    read together, so each record's norms are taken from the right place in the joint read)."""
+    x, y = regression_data(64)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    replay = make_model()
+    opt = torch.optim.AdamW(replay.parameters(), lr=1e-2)
+    expected = []
+    for xb, yb in batches:
+        opt.zero_grad()
+        nn.functional.mse_loss(replay(xb), yb).backward()
+        expected.append(float(torch.nn.utils.get_total_norm([p.grad for p in replay.parameters()])))
+        opt.step()
+    source = iter(batches)
+    history = fit(make_model(), lambda: next(source), steps=4, lr=1e-2, device="cpu", sync_every=4, verbose=False)
+    assert history.grad_norm == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_weights_each_batch_by_its_size():
+    """A last batch of 1 example counts once, not as much as a batch of 32: the mean over all examples."""
+    x, y = regression_data(65)
+    model = make_model()
+    with torch.no_grad():
+        expected = float(nn.functional.mse_loss(model(x), y))
+    values = evaluate(model, DataLoader(TensorDataset(x, y), batch_size=32), device=torch.device("cpu"))
+    assert values["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_pending_values_are_read_one_by_one_or_at_once():
     """The CPU reads each value; a GPU reads them stacked in one go. Both give the same floats, NaN included."""
     values = [torch.tensor(1.5, dtype=torch.bfloat16), torch.tensor(2.25), torch.tensor(float("nan"))]
